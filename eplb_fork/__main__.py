@@ -1,0 +1,127 @@
+"""Command line: `python -m eplb_fork {fork,patches,apply,install,changelog}`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from eplb_fork import REPO_ROOT, EngineError
+from eplb_fork.apply import (
+    apply_series,
+    base_is_current,
+    base_tag,
+    export_patches,
+    init_base_repo,
+)
+from eplb_fork.base import fetch_sdist, fetch_wheel, pinned_release
+from eplb_fork.gittree import Repo
+from eplb_fork.series import load_series, series_author
+
+BUILD = REPO_ROOT / "build"
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    return Path(args.cache or os.environ.get("EPLB_CACHE") or REPO_ROOT / ".cache")
+
+
+class Step:
+    """Prints a step's name and wall time: the README quotes these."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+        print(f"== {self.name}", flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            print(f"== {self.name}: {time.monotonic() - self.started:.1f}s", flush=True)
+
+
+def fork_version(release_version: str, patch_count: int) -> str:
+    return f"{release_version}+eplb.{patch_count}"
+
+
+def cmd_fork(args: argparse.Namespace) -> None:
+    release = pinned_release(args.base)
+    patches = load_series()
+    author = series_author()
+    fork = Path(args.fork)
+    with Step(f"base vLLM {release.version}"):
+        sdist = fetch_sdist(release, _cache(args))
+        if base_is_current(fork, release):
+            repo = Repo(fork)
+            if repo.is_dirty():
+                raise EngineError(f"{fork} has local changes; move them away or delete {fork}")
+            print(f"{fork}: reset to {base_tag(release)}")
+            repo.git("checkout", "--quiet", "-B", "main", base_tag(release))
+        else:
+            repo = init_base_repo(fork, release, sdist, author)
+    with Step(f"apply {len(patches)} patches"):
+        outcomes = apply_series(repo, patches, author)
+    with Step("export patches"):
+        exported = export_patches(repo, release, Path(args.patches))
+        print(f"{len(exported)} patches in {args.patches}")
+    if args.install:
+        cmd_install(args, applied=sum(1 for o in outcomes if o.commit))
+
+
+def cmd_install(args: argparse.Namespace, applied: int | None = None) -> None:
+    from eplb_fork.install import install_fork
+
+    release = pinned_release(args.base)
+    fork = Path(args.fork)
+    if applied is None:
+        applied = int(Repo(fork).git("rev-list", "--count", f"{base_tag(release)}..HEAD"))
+    with Step("install the fork"):
+        wheel = fetch_wheel(release, _cache(args))
+        install_fork(fork, Path(args.venv), wheel, fork_version(release.version, applied))
+
+
+def cmd_patches(args: argparse.Namespace) -> None:
+    release = pinned_release(args.base)
+    exported = export_patches(Repo(Path(args.fork)), release, Path(args.patches))
+    for path in exported:
+        print(path)
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    repo = Repo(Path(args.tree))
+    print(f"apply the series to {args.tree} on new branch {args.branch}")
+    apply_series(repo, load_series(), series_author(), branch=args.branch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eplb_fork", description=__doc__)
+    parser.add_argument("--base", help="base vLLM version (default: requirements/base.toml)")
+    parser.add_argument("--cache", help="download cache (default: $EPLB_CACHE or .cache/)")
+    parser.add_argument("--fork", default=str(BUILD / "fork"))
+    parser.add_argument("--patches", default=str(BUILD / "patches"))
+    parser.add_argument("--venv", default=str(REPO_ROOT / ".venv"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    fork = sub.add_parser("fork", help="base -> series -> build/fork, build/patches")
+    fork.add_argument("--install", action="store_true", help="then install it into the venv")
+    fork.set_defaults(run=cmd_fork)
+    sub.add_parser("install", help="install build/fork into the venv").set_defaults(
+        run=cmd_install
+    )
+    sub.add_parser("patches", help="regenerate build/patches").set_defaults(run=cmd_patches)
+    apply = sub.add_parser("apply", help="apply the series to a git checkout")
+    apply.add_argument("--tree", required=True)
+    apply.add_argument("--branch", default="eplb-fastpath")
+    apply.set_defaults(run=cmd_apply)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

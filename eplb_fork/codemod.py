@@ -1,0 +1,389 @@
+"""The edit vocabulary patches are written in.
+
+Every edit finds its anchor by meaning (a class, a method, a field, a statement
+of a given shape), never by line number or text, so it survives a fork that
+reformatted, reordered or extended the file. Statements are compared by their
+Python AST, which ignores formatting and comments.
+
+Every edit is convergent: it describes the state it wants, so running it on a
+tree that already has that state changes nothing. That is how a re-applied
+patch is recognised as "already applied".
+
+A missing anchor raises `AnchorMissing` naming the anchor and the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import libcst as cst
+
+from eplb_fork import REPO_ROOT, EngineError
+
+
+class AnchorMissing(EngineError):
+    def __init__(self, anchor: str, path: str) -> None:
+        super().__init__(f"{anchor} not found in {path}")
+        self.anchor = anchor
+        self.path = path
+
+
+class Conflict(EngineError):
+    """The target already holds something else where the patch would write."""
+
+
+class Tree(Protocol):
+    def exists(self, path: str) -> bool: ...
+    def read(self, path: str) -> str: ...
+    def write(self, path: str, text: str) -> None: ...
+
+
+# --------------------------------------------------------------------------
+# Statement shapes
+
+
+def _shape(code: str) -> str:
+    return ast.dump(ast.parse(textwrap.dedent(code)))
+
+
+_EMPTY = cst.Module(body=[])
+
+
+def _code(node: cst.CSTNode) -> str:
+    return textwrap.dedent(_EMPTY.code_for_node(node))
+
+
+def _same(node: cst.CSTNode, code: str) -> bool:
+    try:
+        return _shape(_code(node)) == _shape(code)
+    except SyntaxError:
+        return False
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A statement matcher with a human-readable name for error messages."""
+
+    describe: str
+    matches: Callable[[cst.CSTNode], bool]
+
+
+def if_block(test: str) -> Shape:
+    """`if <test>:` (elif/else parts are part of the statement)."""
+    wanted = _shape(test)
+
+    def matches(node: cst.CSTNode) -> bool:
+        return isinstance(node, cst.If) and _shape(_code(node.test)) == wanted
+
+    return Shape(f"`if {test}:`", matches)
+
+
+def call_statement(callee: str) -> Shape:
+    """An expression statement calling `callee` (any arguments)."""
+    wanted = _shape(callee)
+
+    def matches(node: cst.CSTNode) -> bool:
+        if not isinstance(node, cst.SimpleStatementLine) or len(node.body) != 1:
+            return False
+        expr = node.body[0]
+        return (
+            isinstance(expr, cst.Expr)
+            and isinstance(expr.value, cst.Call)
+            and _shape(_code(expr.value.func)) == wanted
+        )
+
+    return Shape(f"call to `{callee}(...)`", matches)
+
+
+def statement(code: str) -> Shape:
+    """A statement equal to `code` up to formatting and comments."""
+    first_line = textwrap.dedent(code).strip().splitlines()[0]
+    return Shape(f"`{first_line}`", lambda node: _same(node, code))
+
+
+# --------------------------------------------------------------------------
+# Scopes: "" is the module, "Cls", "Cls.method", "function"
+
+
+def _body_of(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
+    if isinstance(node, cst.Module):
+        return node.body
+    body = node.body  # type: ignore[attr-defined]
+    return body.body if isinstance(body, cst.IndentedBlock) else body
+
+
+def _named(node: cst.CSTNode) -> str | None:
+    if isinstance(node, (cst.ClassDef, cst.FunctionDef)):
+        return node.name.value
+    if isinstance(node, cst.SimpleStatementLine) and len(node.body) == 1:
+        inner = node.body[0]
+        if isinstance(inner, cst.AnnAssign) and isinstance(inner.target, cst.Name):
+            return inner.target.value
+    return None
+
+
+def _members(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Direct members, looking through module-level `if` blocks so that a
+    definition guarded by a platform check is still found by name."""
+    for child in _body_of(node):
+        yield child
+        if isinstance(node, cst.Module) and isinstance(child, cst.If):
+            yield from _body_of(child)
+            if isinstance(child.orelse, cst.Else):
+                yield from _body_of(child.orelse)
+
+
+class PythonFile:
+    """One Python file of the tree, parsed once and edited by name."""
+
+    def __init__(self, tree: Tree, path: str) -> None:
+        if not tree.exists(path):
+            raise AnchorMissing("file", path)
+        self.tree = tree
+        self.path = path
+        self.module = cst.parse_module(tree.read(path))
+
+    def find(self, scope: str) -> cst.CSTNode:
+        node: cst.CSTNode = self.module
+        walked: list[str] = []
+        for part in filter(None, scope.split(".")):
+            walked.append(part)
+            found = [m for m in _members(node) if _named(m) == part]
+            if not found:
+                raise AnchorMissing(".".join(walked), self.path)
+            node = found[0]
+        return node
+
+    def find_statement(self, scope: str, shape: Shape) -> cst.CSTNode:
+        for member in _body_of(self.find(scope)):
+            if shape.matches(member):
+                return member
+        where = f"{scope} " if scope else ""
+        raise AnchorMissing(f"{where}{shape.describe}", self.path)
+
+    def has_statement(self, scope: str, shape: Shape) -> bool:
+        return any(shape.matches(m) for m in _body_of(self.find(scope)))
+
+    def replace(self, old: cst.CSTNode, new: cst.CSTNode | cst.RemovalSentinel) -> None:
+        self.module = self.module.deep_replace(old, new)  # type: ignore[assignment]
+
+    def set_body(self, scope: str, body: Sequence[cst.CSTNode]) -> None:
+        owner = self.find(scope)
+        if isinstance(owner, cst.Module):
+            self.module = owner.with_changes(body=list(body))
+        else:
+            new_block = owner.body.with_changes(body=list(body))  # type: ignore[attr-defined]
+            self.replace(owner, owner.with_changes(body=new_block))
+
+    def save(self) -> None:
+        self.tree.write(self.path, self.module.code)
+
+
+@contextmanager
+def python_file(tree: Tree, path: str) -> Iterator[PythonFile]:
+    """Edit a file; written back only if the block finishes without error."""
+    source = PythonFile(tree, path)
+    yield source
+    source.save()
+
+
+def parse_statements(code: str) -> list[cst.CSTNode]:
+    return list(cst.parse_module(textwrap.dedent(code)).body)
+
+
+# --------------------------------------------------------------------------
+# Edits
+
+
+def constrain_field(src: PythonFile, field: str, **constraints: object) -> None:
+    """`x: T = v` becomes `x: T = Field(default=v, k=c, ...)`; an existing
+    `Field(...)` call gains the missing keywords."""
+    line = src.find(field)
+    assign = line.body[0]  # type: ignore[attr-defined]
+    value = assign.value
+    wanted = [
+        cst.Arg(keyword=cst.Name(k), value=cst.parse_expression(repr(v)),
+                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
+        for k, v in constraints.items()
+    ]  # fmt: skip
+    if isinstance(value, cst.Call) and _code(value.func) == "Field":
+        present = {a.keyword.value for a in value.args if a.keyword is not None}
+        for arg in wanted:
+            if arg.keyword.value in present:  # type: ignore[union-attr]
+                old = next(a for a in value.args if a.keyword and a.keyword.value == arg.keyword.value)  # type: ignore[union-attr]  # noqa: E501
+                if not _same(old.value, _code(arg.value)):
+                    raise Conflict(f"{field} in {src.path} already has {_code(old)}")
+        missing = [a for a in wanted if a.keyword.value not in present]  # type: ignore[union-attr]
+        new_value = value.with_changes(args=[*value.args, *missing])
+    elif value is None:
+        raise Conflict(f"{field} in {src.path} has no default to constrain")
+    else:
+        default = cst.Arg(keyword=cst.Name("default"), value=value,
+                          equal=wanted[0].equal)  # fmt: skip
+        new_value = cst.Call(func=cst.Name("Field"), args=[default, *wanted])
+    src.replace(assign, assign.with_changes(value=new_value))
+
+
+def ensure_import(src: PythonFile, code: str) -> None:
+    """Add a module-level import after the last top-of-file import, unless an
+    identical one is there."""
+    shape = statement(code)
+    if src.has_statement("", shape):
+        return
+    body = list(src.module.body)
+    last_import = max(
+        (i for i, s in enumerate(body)
+         if isinstance(s, cst.SimpleStatementLine)
+         and isinstance(s.body[0], (cst.Import, cst.ImportFrom))),
+        default=-1,
+    )  # fmt: skip
+    body[last_import + 1 : last_import + 1] = parse_statements(code)
+    src.module = src.module.with_changes(body=body)
+
+
+def insert_after(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+    """Put `code` right after the anchor statement (once)."""
+    new = parse_statements(code)
+    body = list(_body_of(src.find(scope)))
+    at = body.index(src.find_statement(scope, anchor)) + 1
+    if all(_same(a, _code(b)) for a, b in zip(body[at : at + len(new)], new)) and len(
+        body[at : at + len(new)]
+    ) == len(new):
+        return
+    body[at:at] = new
+    src.set_body(scope, body)
+
+
+def insert_before(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+    """Put `code` right before the anchor statement (once)."""
+    new = parse_statements(code)
+    body = list(_body_of(src.find(scope)))
+    at = body.index(src.find_statement(scope, anchor))
+    if at >= len(new) and all(
+        _same(a, _code(b)) for a, b in zip(body[at - len(new) : at], new)
+    ):
+        return
+    body[at:at] = new
+    src.set_body(scope, body)
+
+
+def append_to(src: PythonFile, scope: str, code: str) -> None:
+    """Put `code` at the end of a function or class body (once)."""
+    new = parse_statements(code)
+    body = list(_body_of(src.find(scope)))
+    tail = body[-len(new) :]
+    if len(tail) == len(new) and all(_same(a, _code(b)) for a, b in zip(tail, new)):
+        return
+    src.set_body(scope, [*body, *new])
+
+
+def replace_statement(
+    src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape
+) -> None:
+    """Swap the anchor statement for `code`. `done` recognises the result, so
+    a tree that already has it is left alone."""
+    if src.has_statement(scope, done):
+        return
+    old = src.find_statement(scope, anchor)
+    new = parse_statements(code)
+    body = list(_body_of(src.find(scope)))
+    at = body.index(old)
+    body[at : at + 1] = new
+    src.set_body(scope, body)
+
+
+def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
+    """Add fields or methods to a class after the member named `after`.
+    A member already present with the same definition is skipped; one present
+    with a different definition is a conflict."""
+    body = list(_body_of(src.find(scope)))
+    at = body.index(src.find(f"{scope}.{after}")) + 1
+    new = parse_statements(code)
+    # A field's docstring travels with it: pair each member with what follows
+    # until the next named member.
+    groups: list[list[cst.CSTNode]] = []
+    for node in new:
+        if _named(node) is not None or not groups:
+            groups.append([node])
+        else:
+            groups[-1].append(node)
+    existing = {_named(m): m for m in body if _named(m) is not None}
+    to_add: list[cst.CSTNode] = []
+    for group in groups:
+        name = _named(group[0])
+        if name in existing:
+            if not _same(existing[name], _code(group[0])):
+                raise Conflict(f"{scope}.{name} already exists in {src.path} and differs")
+            continue
+        to_add.extend(group)
+    body[at:at] = to_add
+    src.set_body(scope, body)
+
+
+def add_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, value: str) -> None:
+    """Every call to `callee` inside `scope` passes `keyword=value`."""
+    owner = src.find(scope)
+    wanted_func = _shape(callee)
+    calls = [
+        node for node in _walk(owner)
+        if isinstance(node, cst.Call) and _shape(_code(node.func)) == wanted_func
+    ]  # fmt: skip
+    if not calls:
+        raise AnchorMissing(f"{scope} call to `{callee}(...)`", src.path)
+    for call in calls:
+        if any(a.keyword is not None and a.keyword.value == keyword for a in call.args):
+            continue
+        template = next((a for a in reversed(call.args) if a.keyword is not None), None)
+        new_arg = cst.Arg(
+            keyword=cst.Name(keyword),
+            value=cst.parse_expression(value),
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+            comma=template.comma if template is not None else cst.MaybeSentinel.DEFAULT,
+        )
+        args = list(call.args)
+        if args and args[-1].comma is cst.MaybeSentinel.DEFAULT and template is not None:
+            args[-1] = args[-1].with_changes(comma=cst.Comma(
+                whitespace_after=cst.SimpleWhitespace(" ")))  # fmt: skip
+        src.replace(call, call.with_changes(args=[*args, new_arg]))
+
+
+def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+# --------------------------------------------------------------------------
+# Whole files and fragments that live in this repo
+
+
+def bring_file(tree: Tree, path: str) -> None:
+    """Copy our file at `path` into the fork at the same path. An existing file
+    with other contents is never overwritten."""
+    ours = (REPO_ROOT / path).read_text()
+    if tree.exists(path):
+        if tree.read(path) == ours:
+            return
+        raise Conflict(f"{path} already exists in the tree with other contents; not overwriting")
+    tree.write(path, ours)
+
+
+def fragment(path: str, *, without_imports: bool = True) -> str:
+    """The code of a fragment file in this repo (by default, minus its module
+    docstring and imports: the patch puts those where the target file keeps them)."""
+    module = cst.parse_module((REPO_ROOT / path).read_text())
+    kept = []
+    for node in module.body:
+        if without_imports and isinstance(node, cst.SimpleStatementLine):
+            inner = node.body[0]
+            if isinstance(inner, (cst.Import, cst.ImportFrom)):
+                continue
+            if isinstance(inner, cst.Expr) and isinstance(inner.value, cst.SimpleString):
+                continue
+        kept.append(node)
+    return module.with_changes(body=kept, header=[]).code

@@ -1,0 +1,82 @@
+"""Installing the fork: a venv with the fork's own requirements, then the fork
+itself, editable, through vLLM's precompiled path (`VLLM_USE_PRECOMPILED`):
+the compiled extensions come out of the pinned release wheel, so nothing
+is compiled here and the fork's Python files are what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from eplb_fork import REPO_ROOT
+
+# What the fork's own tests import beyond its runtime requirements, taken at
+# the versions pinned in the fork's requirements/test.txt.
+TEST_PACKAGES = ("pytest", "tblib", "hypothesis", "pytest-asyncio", "pytest-timeout")
+
+
+def _pip(venv: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    started = time.monotonic()
+    print(f"pip install {' '.join(a for a in args if not a.startswith('-'))[:100]}")
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # pip's own line per package is the progress; the index-location warnings
+    # from this machine's pip config are noise.
+    for line in result.stdout.splitlines():
+        if "is ignored: it is neither" not in line:
+            print(f"    {line}")
+    if result.returncode != 0:
+        raise SystemExit(f"pip install failed ({result.returncode})")
+    print(f"    done in {time.monotonic() - started:.0f}s")
+
+
+def pinned_test_requirements(fork: Path) -> list[str]:
+    pins = {}
+    for line in (fork / "requirements" / "test.txt").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep and not line.startswith(("#", " ")):
+            pins[name.strip().lower()] = version.split()[0]
+    return [f"{name}=={pins[name]}" if name in pins else name for name in TEST_PACKAGES]
+
+
+def _stamp(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def install_fork(fork: Path, venv: Path, wheel: Path, version: str) -> None:
+    if not (venv / "bin" / "python").exists():
+        print(f"create {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    requirements = fork / "requirements"
+    deps = [requirements / "build.txt", requirements / "cuda.txt", requirements / "common.txt"]
+    stamp = venv / f".fork-deps-{_stamp(*deps, requirements / 'test.txt')}"
+    if stamp.exists():
+        print("fork requirements: already installed in the venv")
+    else:
+        # torch is the CUDA build vLLM pins (several GB): it is what the
+        # precompiled extensions link against.
+        _pip(venv, "-r", str(requirements / "build.txt"), "-r", str(requirements / "cuda.txt"))
+        _pip(venv, *pinned_test_requirements(fork))
+        _pip(venv, "-r", str(REPO_ROOT / "requirements" / "engine.txt"))
+        stamp.touch()
+    _pip(
+        venv, "--no-build-isolation", "--no-deps", "-e", str(fork),
+        env={
+            "VLLM_USE_PRECOMPILED": "1",
+            "VLLM_PRECOMPILED_WHEEL_LOCATION": str(wheel),
+            "VLLM_VERSION_OVERRIDE": version,
+        },
+    )  # fmt: skip
