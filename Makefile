@@ -1,0 +1,53 @@
+# The two commands: `make fork` (base -> series -> build/fork, build/patches,
+# installed .venv) and `make test` (engine tests + the fork's tests for our
+# patches, against the installed fork). See README.md.
+
+PYTHON ?= python3
+BASE ?=
+TREE ?=
+BRANCH ?= eplb-fastpath
+# Downloads (sdist, 433 MB wheel) are verified and reused from here.
+EPLB_CACHE ?= $(CURDIR)/.cache
+export EPLB_CACHE
+
+ENGINE_VENV := .venv-engine
+ENGINE := $(ENGINE_VENV)/bin/python -m eplb_fork $(if $(BASE),--base $(BASE))
+FORK := build/fork
+FORK_PYTHON := $(CURDIR)/.venv/bin/python
+# The fork's tests that our patches bring, at their fork paths.
+FORK_TESTS := $(shell find tests -name 'test_*.py' | sort)
+# Kernel tests run on CPU tensors under Triton's interpreter; an empty
+# CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
+FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
+
+.PHONY: fork patches apply install test test-engine test-fork engine
+
+fork: engine
+	$(ENGINE) fork --install
+
+patches: engine
+	$(ENGINE) patches
+
+install: engine
+	$(ENGINE) install
+
+apply: engine
+	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
+	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
+
+test: test-engine test-fork
+
+test-engine: engine
+	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
+
+test-fork:
+	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
+	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $(FORK_TESTS)
+
+engine: $(ENGINE_VENV)/.installed
+
+$(ENGINE_VENV)/.installed: requirements/engine.txt
+	$(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/pip install --quiet -r requirements/engine.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(ENGINE_VENV)/bin/python -c "import libcst, pytest"
+	touch $@
