@@ -20,7 +20,7 @@ FORK_TESTS := $(shell find tests -name 'test_*.py' | sort)
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test test-engine test-fork engine
+.PHONY: fork patches apply install test test-engine test-fork lint-fork engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -35,7 +35,7 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine test-fork
+test: test-engine lint-fork test-fork
 
 test-engine: engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
@@ -43,6 +43,13 @@ test-engine: engine
 test-fork:
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
 	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $(FORK_TESTS)
+
+# Upstream's checks: every Python file the series touches passes the fork's
+# own ruff configuration (ruff pinned as in the fork's pre-commit config).
+lint-fork: engine
+	cd $(FORK) && files=$$(git diff --name-only --diff-filter=AM $$(git describe --tags --abbrev=0 --match 'base/v*')..HEAD -- '*.py') && \
+	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache $$files && \
+	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check $$files
 
 engine: $(ENGINE_VENV)/.installed
 

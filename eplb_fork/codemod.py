@@ -83,6 +83,15 @@ def if_block(test: str) -> Shape:
     return Shape(f"`if {test}:`", matches)
 
 
+def defines(name: str) -> Shape:
+    """A def or class named `name`."""
+
+    def matches(node: cst.CSTNode) -> bool:
+        return isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node.name.value == name
+
+    return Shape(f"definition of `{name}`", matches)
+
+
 def call_statement(callee: str) -> Shape:
     """An expression statement calling `callee` (any arguments)."""
     wanted = _shape(callee)
@@ -127,15 +136,34 @@ def _named(node: cst.CSTNode) -> str | None:
     return None
 
 
-def _members(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Direct members, looking through module-level `if` blocks so that a
-    definition guarded by a platform check is still found by name."""
+_COMPOUND = (cst.If, cst.With, cst.For, cst.While, cst.Try)
+INDENT = "    "
+
+
+def _blocks(node: cst.CSTNode, depth: int) -> Iterator[tuple[cst.CSTNode, int]]:
+    """`node` and the blocks nested in its compound statements, each with the
+    indentation depth of its body."""
+    yield node, depth
     for child in _body_of(node):
-        yield child
+        if not isinstance(child, _COMPOUND):
+            continue
+        branch: cst.CSTNode | None = child
+        while branch is not None:
+            yield from _blocks(branch, depth + 1)
+            orelse = getattr(branch, "orelse", None)
+            branch = orelse if isinstance(orelse, (cst.If, cst.Else)) else None
+
+
+def _members(node: cst.CSTNode, depth: int) -> Iterator[tuple[cst.CSTNode, int]]:
+    """Direct members with their depth, looking through module-level `if`
+    blocks so that a definition guarded by a platform check is found by name."""
+    for child in _body_of(node):
+        yield child, depth
         if isinstance(node, cst.Module) and isinstance(child, cst.If):
-            yield from _body_of(child)
-            if isinstance(child.orelse, cst.Else):
-                yield from _body_of(child.orelse)
+            for branch in (child, child.orelse):
+                if isinstance(branch, (cst.If, cst.Else)):
+                    for member in _body_of(branch):
+                        yield member, depth + 1
 
 
 class PythonFile:
@@ -149,31 +177,49 @@ class PythonFile:
         self.module = cst.parse_module(tree.read(path))
 
     def find(self, scope: str) -> cst.CSTNode:
+        return self._find(scope)[0]
+
+    def _find(self, scope: str) -> tuple[cst.CSTNode, int]:
+        """The node named by `scope` and the depth of its body."""
         node: cst.CSTNode = self.module
+        body_depth = 0
         walked: list[str] = []
         for part in filter(None, scope.split(".")):
             walked.append(part)
-            found = [m for m in _members(node) if _named(m) == part]
+            found = [(m, d) for m, d in _members(node, body_depth) if _named(m) == part]
             if not found:
                 raise AnchorMissing(".".join(walked), self.path)
-            node = found[0]
-        return node
+            node, depth = found[0]
+            body_depth = depth + 1
+        return node, body_depth
 
-    def find_statement(self, scope: str, shape: Shape) -> cst.CSTNode:
-        for member in _body_of(self.find(scope)):
-            if shape.matches(member):
-                return member
+    def locate(self, scope: str, shape: Shape) -> tuple[cst.CSTNode, int, int]:
+        """The block holding the first statement of `shape` in `scope` (its own
+        body first, then blocks nested in if/with/for/while/try, but never
+        inside another def or class), the statement's index there, and the
+        block's depth."""
+        for block, depth in _blocks(*self._find(scope)):
+            for index, member in enumerate(_body_of(block)):
+                if shape.matches(member):
+                    return block, index, depth
         where = f"{scope} " if scope else ""
         raise AnchorMissing(f"{where}{shape.describe}", self.path)
 
+    def body(self, scope: str) -> tuple[cst.CSTNode, list[cst.CSTNode], int]:
+        node, depth = self._find(scope)
+        return node, list(_body_of(node)), depth
+
     def has_statement(self, scope: str, shape: Shape) -> bool:
-        return any(shape.matches(m) for m in _body_of(self.find(scope)))
+        try:
+            self.locate(scope, shape)
+        except AnchorMissing:
+            return False
+        return True
 
     def replace(self, old: cst.CSTNode, new: cst.CSTNode | cst.RemovalSentinel) -> None:
         self.module = self.module.deep_replace(old, new)  # type: ignore[assignment]
 
-    def set_body(self, scope: str, body: Sequence[cst.CSTNode]) -> None:
-        owner = self.find(scope)
+    def set_block(self, owner: cst.CSTNode, body: Sequence[cst.CSTNode]) -> None:
         if isinstance(owner, cst.Module):
             self.module = owner.with_changes(body=list(body))
         else:
@@ -192,8 +238,32 @@ def python_file(tree: Tree, path: str) -> Iterator[PythonFile]:
     source.save()
 
 
-def parse_statements(code: str) -> list[cst.CSTNode]:
-    return list(cst.parse_module(textwrap.dedent(code)).body)
+def parse_statements(code: str, depth: int = 0) -> list[cst.BaseStatement]:
+    """Statements of `code` ready to sit in a block at `depth`.
+
+    The code is parsed already indented to that depth, so multi-line strings
+    (docstrings) carry the right indentation. The first newline after the
+    opening quotes is dropped; a further leading blank line is kept as one.
+    """
+    code = textwrap.dedent(code)
+    if code.startswith("\n"):
+        code = code[1:]
+    nesting = "".join(f"{INDENT * level}if _:\n" for level in range(depth))
+    indented = textwrap.indent(code, INDENT * depth, predicate=str.strip)
+    module = cst.parse_module(nesting + indented)
+    if depth == 0:
+        statements = list(module.body)
+        # Leading comments and blank lines of a module are its header.
+        if statements and module.header:
+            first = statements[0]
+            statements[0] = first.with_changes(
+                leading_lines=[*module.header, *first.leading_lines]
+            )
+        return statements
+    node: cst.CSTNode = module.body[0]
+    for _ in range(depth - 1):
+        node = _body_of(node)[0]
+    return list(_body_of(node))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------
@@ -243,67 +313,71 @@ def ensure_import(src: PythonFile, code: str) -> None:
         default=-1,
     )  # fmt: skip
     body[last_import + 1 : last_import + 1] = parse_statements(code)
-    src.module = src.module.with_changes(body=body)
+    src.set_block(src.module, body)
+
+
+def _already_there(body: Sequence[cst.CSTNode], at: int, new: list[cst.CSTNode]) -> bool:
+    window = body[at : at + len(new)]
+    return at >= 0 and len(window) == len(new) and all(
+        _same(old, _code(node)) for old, node in zip(window, new)
+    )
 
 
 def insert_after(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
     """Put `code` right after the anchor statement (once)."""
-    new = parse_statements(code)
-    body = list(_body_of(src.find(scope)))
-    at = body.index(src.find_statement(scope, anchor)) + 1
-    if all(_same(a, _code(b)) for a, b in zip(body[at : at + len(new)], new)) and len(
-        body[at : at + len(new)]
-    ) == len(new):
+    block, index, depth = src.locate(scope, anchor)
+    new = parse_statements(code, depth)
+    body = list(_body_of(block))
+    if _already_there(body, index + 1, new):
         return
-    body[at:at] = new
-    src.set_body(scope, body)
+    body[index + 1 : index + 1] = new
+    src.set_block(block, body)
 
 
 def insert_before(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
     """Put `code` right before the anchor statement (once)."""
-    new = parse_statements(code)
-    body = list(_body_of(src.find(scope)))
-    at = body.index(src.find_statement(scope, anchor))
-    if at >= len(new) and all(
-        _same(a, _code(b)) for a, b in zip(body[at - len(new) : at], new)
-    ):
+    block, index, depth = src.locate(scope, anchor)
+    new = parse_statements(code, depth)
+    body = list(_body_of(block))
+    if _already_there(body, index - len(new), new):
         return
-    body[at:at] = new
-    src.set_body(scope, body)
+    body[index:index] = new
+    src.set_block(block, body)
 
 
 def append_to(src: PythonFile, scope: str, code: str) -> None:
     """Put `code` at the end of a function or class body (once)."""
-    new = parse_statements(code)
-    body = list(_body_of(src.find(scope)))
-    tail = body[-len(new) :]
-    if len(tail) == len(new) and all(_same(a, _code(b)) for a, b in zip(tail, new)):
+    block, body, depth = src.body(scope)
+    new = parse_statements(code, depth)
+    if _already_there(body, len(body) - len(new), new):
         return
-    src.set_body(scope, [*body, *new])
+    src.set_block(block, [*body, *new])
 
 
 def replace_statement(
     src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape
 ) -> None:
-    """Swap the anchor statement for `code`. `done` recognises the result, so
-    a tree that already has it is left alone."""
+    """Swap the anchor statement for `code`, keeping the comments and blank
+    lines above it. `done` recognises the result, so a tree that already has
+    it is left alone."""
     if src.has_statement(scope, done):
         return
-    old = src.find_statement(scope, anchor)
-    new = parse_statements(code)
-    body = list(_body_of(src.find(scope)))
-    at = body.index(old)
-    body[at : at + 1] = new
-    src.set_body(scope, body)
+    block, index, depth = src.locate(scope, anchor)
+    body = list(_body_of(block))
+    new = parse_statements(code, depth)
+    kept_above = body[index].leading_lines  # type: ignore[attr-defined]
+    new[0] = new[0].with_changes(leading_lines=[*kept_above, *new[0].leading_lines])
+    body[index : index + 1] = new
+    src.set_block(block, body)
 
 
 def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
     """Add fields or methods to a class after the member named `after`.
     A member already present with the same definition is skipped; one present
     with a different definition is a conflict."""
-    body = list(_body_of(src.find(scope)))
+    block, body, depth = src.body(scope)
     at = body.index(src.find(f"{scope}.{after}")) + 1
-    new = parse_statements(code)
+    new = parse_statements(code, depth)
     # A field's docstring travels with it: pair each member with what follows
     # until the next named member.
     groups: list[list[cst.CSTNode]] = []
@@ -320,9 +394,12 @@ def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
             if not _same(existing[name], _code(group[0])):
                 raise Conflict(f"{scope}.{name} already exists in {src.path} and differs")
             continue
+        head = group[0]
+        if isinstance(head, (cst.FunctionDef, cst.ClassDef)) and not head.leading_lines:
+            group[0] = head.with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         to_add.extend(group)
     body[at:at] = to_add
-    src.set_body(scope, body)
+    src.set_block(block, body)
 
 
 def add_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, value: str) -> None:
