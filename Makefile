@@ -14,8 +14,9 @@ ENGINE_VENV := .venv-engine
 ENGINE := $(ENGINE_VENV)/bin/python -m eplb_fork $(if $(BASE),--base $(BASE))
 FORK := build/fork
 FORK_PYTHON := $(CURDIR)/.venv/bin/python
-# The fork's tests that our patches bring, at their fork paths.
-FORK_TESTS := $(shell find tests -name 'test_*.py' | sort)
+# Upstream tests the series edits that need CUDA and vLLM's compiled ops:
+# collected here (imports, parametrization), run on GPU machines.
+CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # Kernel tests run on CPU tensors under Triton's interpreter; an empty
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
@@ -40,9 +41,14 @@ test: test-engine lint-fork test-fork
 test-engine: engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
 
+# Every test file the series adds or edits, against the installed fork.
 test-fork:
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
-	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $(FORK_TESTS)
+	cd $(FORK) && base=$$(git describe --tags --abbrev=0 --match 'base/v*') && \
+	  tests=$$(git diff --name-only --diff-filter=AM $$base..HEAD -- 'tests/*test_*.py' \
+	    | grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS))) && \
+	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests && \
+	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1
 
 # Upstream's checks: every Python file the series touches passes the fork's
 # own ruff configuration (ruff pinned as in the fork's pre-commit config).

@@ -402,30 +402,42 @@ def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
     src.set_block(block, body)
 
 
-def add_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, value: str) -> None:
-    """Every call to `callee` inside `scope` passes `keyword=value`."""
+def add_call_keyword(
+    src: PythonFile, scope: str, callee: str, keyword: str, value: str,
+    *, where_keyword: str | None = None,
+) -> None:  # fmt: skip
+    """Every call to `callee` inside `scope` (only those already passing
+    `where_keyword`, if given) passes `keyword=value`."""
     owner = src.find(scope)
     wanted_func = _shape(callee)
     calls = [
         node for node in _walk(owner)
         if isinstance(node, cst.Call) and _shape(_code(node.func)) == wanted_func
+        and (where_keyword is None or any(
+            a.keyword is not None and a.keyword.value == where_keyword for a in node.args))
     ]  # fmt: skip
     if not calls:
         raise AnchorMissing(f"{scope} call to `{callee}(...)`", src.path)
     for call in calls:
         if any(a.keyword is not None and a.keyword.value == keyword for a in call.args):
             continue
-        template = next((a for a in reversed(call.args) if a.keyword is not None), None)
+        args = list(call.args)
+        # The new argument ends the call, so it takes the last argument's
+        # comma (and the layout before the closing paren); the old last one
+        # takes the separator its predecessor uses.
+        closing = args[-1].comma if args else cst.MaybeSentinel.DEFAULT
+        if len(args) >= 2:
+            args[-1] = args[-1].with_changes(comma=args[-2].comma)
+        elif args:
+            args[-1] = args[-1].with_changes(
+                comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+            )
         new_arg = cst.Arg(
             keyword=cst.Name(keyword),
             value=cst.parse_expression(value),
             equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
-            comma=template.comma if template is not None else cst.MaybeSentinel.DEFAULT,
+            comma=closing,
         )
-        args = list(call.args)
-        if args and args[-1].comma is cst.MaybeSentinel.DEFAULT and template is not None:
-            args[-1] = args[-1].with_changes(comma=cst.Comma(
-                whitespace_after=cst.SimpleWhitespace(" ")))  # fmt: skip
         src.replace(call, call.with_changes(args=[*args, new_arg]))
 
 
