@@ -21,7 +21,7 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test test-engine test-fork lint-fork engine
+.PHONY: fork patches apply install test test-engine test-fork lint-fork gpu-bundle engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -56,6 +56,14 @@ lint-fork: engine
 	cd $(FORK) && files=$$(git diff --name-only --diff-filter=AM $$(git describe --tags --abbrev=0 --match 'base/v*')..HEAD -- '*.py') && \
 	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache $$files && \
 	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check $$files
+
+# What the GPU machine needs to run the kernel tests without vLLM: the fork
+# files they load, at their fork paths (see eplb_fork/gpu_standalone.py).
+GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
+	vllm/distributed/eplb/eplb_state.py tests/kernels/moe/test_eplb_map_record.py
+gpu-bundle:
+	rm -rf build/gpu && cd $(FORK) && \
+	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done
 
 engine: $(ENGINE_VENV)/.installed
 

@@ -1,0 +1,95 @@
+"""Run the fork's kernel tests where vLLM cannot be imported (the GPU machine:
+torch and Triton, no vLLM; vLLM's fused_moe calls compiled ops at import).
+
+As a pytest plugin (`-p eplb_fork.gpu_standalone`, with `EPLB_FORK` pointing
+at a fork tree), it registers just enough of the `vllm` package for the
+router module to import: the real `base_router.py` and the real
+`EplbLayerState` class from the fork's files, and stand-ins for the platform,
+the Triton shim and the router's abstract base. The kernel and its launcher
+under test are the fork's own source, byte for byte.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import importlib.util
+import os
+import sys
+import types
+from abc import ABC
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
+
+
+def _module(name: str, **attrs: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__path__ = []  # importable as a package
+    module.__dict__.update(attrs)
+    sys.modules[name] = module
+    return module
+
+
+def _class_from_source(path: Path, class_name: str, namespace: dict) -> type:
+    """Exec one class definition of a fork file, nothing else of it."""
+    tree = ast.parse(path.read_text())
+    (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[class_name]
+
+
+class _Platform:
+    device_type = "cuda" if torch.cuda.is_available() else ""
+
+    def is_cuda_alike(self) -> bool:
+        return torch.cuda.is_available()
+
+
+class RoutingMethodType(enum.IntEnum):
+    FUSED_TOPK = 0
+
+
+class FusedMoERouter(ABC):  # noqa: B024 - stands in for the real abstract base
+    pass
+
+
+def install(fork: Path) -> types.ModuleType:
+    """Register the stand-ins and import the fork's base_router.py."""
+    if "vllm.model_executor.layers.fused_moe.router.base_router" in sys.modules:
+        return sys.modules["vllm.model_executor.layers.fused_moe.router.base_router"]
+    import triton
+    import triton.language as tl
+
+    for name in [
+        "vllm", "vllm.distributed", "vllm.distributed.eplb", "vllm.model_executor",
+        "vllm.model_executor.layers", "vllm.model_executor.layers.fused_moe",
+        "vllm.model_executor.layers.fused_moe.router",
+    ]:  # fmt: skip
+        _module(name)
+    _module("vllm.platforms", current_platform=_Platform())
+    _module("vllm.triton_utils", triton=triton, tl=tl)
+    layer_state = _class_from_source(
+        fork / EPLB_STATE, "EplbLayerState", {"dataclass": dataclass, "torch": torch}
+    )
+    _module("vllm.distributed.eplb.eplb_state", EplbLayerState=layer_state)
+    _module("vllm.model_executor.layers.fused_moe.config", RoutingMethodType=RoutingMethodType)
+    _module(
+        "vllm.model_executor.layers.fused_moe.router.fused_moe_router",
+        FusedMoERouter=FusedMoERouter,
+    )
+    name = "vllm.model_executor.layers.fused_moe.router.base_router"
+    spec = importlib.util.spec_from_file_location(name, fork / ROUTER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_configure(config) -> None:
+    install(Path(os.environ.get("EPLB_FORK", "build/fork")).resolve())
