@@ -21,7 +21,7 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test test-engine test-fork lint-fork gpu-bundle engine
+.PHONY: fork patches apply install test test-engine test-fork lint-engine lint-fork gpu-bundle engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -38,7 +38,10 @@ apply: engine
 
 test: test-engine lint-fork test-fork
 
-test-engine: engine
+lint-engine: engine
+	$(ENGINE_VENV)/bin/ruff check --no-cache eplb_fork series
+
+test-engine: lint-engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
 
 # Every test file the series adds or edits, against the installed fork.

@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     fork = sub.add_parser("fork", help="base -> series -> build/fork, build/patches")
     fork.add_argument("--install", action="store_true", help="then install it into the venv")
     fork.set_defaults(run=cmd_fork)
-    sub.add_parser("install", help="install build/fork into the venv").set_defaults(
-        run=cmd_install
-    )
+    sub.add_parser("install", help="install build/fork into the venv").set_defaults(run=cmd_install)
     sub.add_parser("patches", help="regenerate build/patches").set_defaults(run=cmd_patches)
     apply = sub.add_parser("apply", help="apply the series to a git checkout")
     apply.add_argument("--tree", required=True)

@@ -41,8 +41,7 @@ class Release:
 def load_pins(pins_file: Path = PINS_FILE) -> tuple[str, dict[str, Release]]:
     data = tomllib.loads(pins_file.read_text())
     releases = {
-        version: Release(version=version, **fields)
-        for version, fields in data["releases"].items()
+        version: Release(version=version, **fields) for version, fields in data["releases"].items()
     }
     return data["default"], releases
 

@@ -256,9 +256,7 @@ def parse_statements(code: str, depth: int = 0) -> list[cst.BaseStatement]:
         # Leading comments and blank lines of a module are its header.
         if statements and module.header:
             first = statements[0]
-            statements[0] = first.with_changes(
-                leading_lines=[*module.header, *first.leading_lines]
-            )
+            statements[0] = first.with_changes(leading_lines=[*module.header, *first.leading_lines])
         return statements
     node: cst.CSTNode = module.body[0]
     for _ in range(depth - 1):
@@ -285,7 +283,9 @@ def constrain_field(src: PythonFile, field: str, **constraints: object) -> None:
         present = {a.keyword.value for a in value.args if a.keyword is not None}
         for arg in wanted:
             if arg.keyword.value in present:  # type: ignore[union-attr]
-                old = next(a for a in value.args if a.keyword and a.keyword.value == arg.keyword.value)  # type: ignore[union-attr]  # noqa: E501
+                old = next(
+                    a for a in value.args if a.keyword and a.keyword.value == arg.keyword.value
+                )  # type: ignore[union-attr]  # noqa: E501
                 if not _same(old.value, _code(arg.value)):
                     raise Conflict(f"{field} in {src.path} already has {_code(old)}")
         missing = [a for a in wanted if a.keyword.value not in present]  # type: ignore[union-attr]
@@ -318,8 +318,10 @@ def ensure_import(src: PythonFile, code: str) -> None:
 
 def _already_there(body: Sequence[cst.CSTNode], at: int, new: list[cst.CSTNode]) -> bool:
     window = body[at : at + len(new)]
-    return at >= 0 and len(window) == len(new) and all(
-        _same(old, _code(node)) for old, node in zip(window, new)
+    return (
+        at >= 0
+        and len(window) == len(new)
+        and all(_same(old, _code(node)) for old, node in zip(window, new, strict=False))
     )
 
 

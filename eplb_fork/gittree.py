@@ -98,7 +98,7 @@ class Draft:
     def close(self) -> None:
         self._tmp.cleanup()
 
-    def __enter__(self) -> "Draft":
+    def __enter__(self) -> Draft:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,4 +149,3 @@ class Draft:
     def _mode(self, path: str) -> str:
         staged = self.repo.git("ls-files", "--stage", "--", path, env=self._env)
         return staged.split()[0] if staged else "100644"
-

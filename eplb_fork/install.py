@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from eplb_fork import REPO_ROOT
+from eplb_fork import REPO_ROOT, EngineError
 
 # What the fork's own tests import beyond its runtime requirements, taken at
 # the versions pinned in the fork's requirements/test.txt.
@@ -23,20 +23,21 @@ TEST_PACKAGES = ("pytest", "tblib", "hypothesis", "pytest-asyncio", "pytest-time
 def _pip(venv: Path, *args: str, env: dict[str, str] | None = None) -> None:
     started = time.monotonic()
     print(f"pip install {' '.join(a for a in args if not a.startswith('-'))[:100]}")
-    result = subprocess.run(
+    # Streamed, so a long install shows progress (pip prints a line per
+    # package); this machine's pip config adds index-location noise.
+    with subprocess.Popen(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off", *args],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    # pip's own line per package is the progress; the index-location warnings
-    # from this machine's pip config are noise.
-    for line in result.stdout.splitlines():
-        if "is ignored: it is neither" not in line:
-            print(f"    {line}")
-    if result.returncode != 0:
-        raise SystemExit(f"pip install failed ({result.returncode})")
+    ) as pip:
+        assert pip.stdout is not None
+        for line in pip.stdout:
+            if "is ignored: it is neither" not in line:
+                print(f"    {line.rstrip()}", flush=True)
+    if pip.returncode != 0:
+        raise EngineError(f"pip install {args[-1]} failed ({pip.returncode})")
     print(f"    done in {time.monotonic() - started:.0f}s")
 
 

@@ -16,7 +16,7 @@ class Meter:
         self.last_decile = -1
         self.tty = sys.stderr.isatty()
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:
         return self
 
     def update(self, done: int) -> None:

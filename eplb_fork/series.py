@@ -85,10 +85,7 @@ def series_author(series_dir: Path = SERIES_DIR) -> Identity:
 
 def load_series(series_dir: Path = SERIES_DIR) -> list[Patch]:
     index = series_dir / "series"
-    names = [
-        line.split("#", 1)[0].strip()
-        for line in index.read_text().splitlines()
-    ]
+    names = [line.split("#", 1)[0].strip() for line in index.read_text().splitlines()]
     patches = []
     for name in filter(None, names):
         path = series_dir / f"{name}.py"
