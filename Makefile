@@ -50,8 +50,8 @@ test-fork:
 	cd $(FORK) && base=$$(git describe --tags --abbrev=0 --match 'base/v*') && \
 	  tests=$$(git diff --name-only --diff-filter=AM $$base..HEAD -- 'tests/*test_*.py' \
 	    | grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS))) && \
-	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests && \
-	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1
+	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1 && \
+	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests
 
 # Upstream's checks: every Python file the series touches passes the fork's
 # own ruff configuration (ruff pinned as in the fork's pre-commit config).
