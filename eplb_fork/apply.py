@@ -111,9 +111,8 @@ def export_patches(repo: Repo, release: Release, out: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    listing = repo.git(
+    repo.git(
         "format-patch", "--quiet", "--zero-commit", "--no-signature", "--output-directory",
         str(out.resolve()), f"{base_tag(release)}..HEAD",
     )  # fmt: skip
-    del listing
     return sorted(out.glob("*.patch"))

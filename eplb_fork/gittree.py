@@ -121,12 +121,6 @@ class Draft:
             return
         self._pending[path] = text
 
-    def changed_paths(self) -> list[str]:
-        return sorted(self._pending)
-
-    def discard(self) -> None:
-        self._pending.clear()
-
     def commit(self, message: str, who: Identity) -> str | None:
         """Commit pending writes; None when they change nothing."""
         for path, text in self._pending.items():
