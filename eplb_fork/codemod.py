@@ -268,34 +268,31 @@ def parse_statements(code: str, depth: int = 0) -> list[cst.BaseStatement]:
 # Edits
 
 
+def _keyword(name: str, value: cst.BaseExpression) -> cst.Arg:
+    """`name=value`, spaced as black and ruff write keyword arguments."""
+    no_space = cst.SimpleWhitespace("")
+    return cst.Arg(keyword=cst.Name(name), value=value, equal=cst.AssignEqual(no_space, no_space))
+
+
 def constrain_field(src: PythonFile, field: str, **constraints: object) -> None:
     """`x: T = v` becomes `x: T = Field(default=v, k=c, ...)`; an existing
-    `Field(...)` call gains the missing keywords."""
-    line = src.find(field)
-    assign = line.body[0]  # type: ignore[attr-defined]
+    `Field(...)` call gains the missing keywords (a different value for one it
+    has is a conflict)."""
+    assign = src.find(field).body[0]  # type: ignore[attr-defined]
     value = assign.value
-    wanted = [
-        cst.Arg(keyword=cst.Name(k), value=cst.parse_expression(repr(v)),
-                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
-        for k, v in constraints.items()
-    ]  # fmt: skip
-    if isinstance(value, cst.Call) and _code(value.func) == "Field":
-        present = {a.keyword.value for a in value.args if a.keyword is not None}
-        for arg in wanted:
-            if arg.keyword.value in present:  # type: ignore[union-attr]
-                old = next(
-                    a for a in value.args if a.keyword and a.keyword.value == arg.keyword.value
-                )  # type: ignore[union-attr]  # noqa: E501
-                if not _same(old.value, _code(arg.value)):
-                    raise Conflict(f"{field} in {src.path} already has {_code(old)}")
-        missing = [a for a in wanted if a.keyword.value not in present]  # type: ignore[union-attr]
-        new_value = value.with_changes(args=[*value.args, *missing])
-    elif value is None:
+    wanted = {k: cst.parse_expression(repr(v)) for k, v in constraints.items()}
+    if value is None:
         raise Conflict(f"{field} in {src.path} has no default to constrain")
+    if isinstance(value, cst.Call) and _code(value.func) == "Field":
+        present = {a.keyword.value: a.value for a in value.args if a.keyword is not None}
+        for name, expr in wanted.items():
+            if name in present and not _same(present[name], _code(expr)):
+                raise Conflict(f"{field} in {src.path} already has {name}={_code(present[name])}")
+        missing = [_keyword(k, v) for k, v in wanted.items() if k not in present]
+        new_value = value.with_changes(args=[*value.args, *missing])
     else:
-        default = cst.Arg(keyword=cst.Name("default"), value=value,
-                          equal=wanted[0].equal)  # fmt: skip
-        new_value = cst.Call(func=cst.Name("Field"), args=[default, *wanted])
+        args = [_keyword("default", value), *(_keyword(k, v) for k, v in wanted.items())]
+        new_value = cst.Call(func=cst.Name("Field"), args=args)
     src.replace(assign, assign.with_changes(value=new_value))
 
 
@@ -434,12 +431,7 @@ def add_call_keyword(
             args[-1] = args[-1].with_changes(
                 comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
             )
-        new_arg = cst.Arg(
-            keyword=cst.Name(keyword),
-            value=cst.parse_expression(value),
-            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
-            comma=closing,
-        )
+        new_arg = _keyword(keyword, cst.parse_expression(value)).with_changes(comma=closing)
         src.replace(call, call.with_changes(args=[*args, new_arg]))
 
 
@@ -464,13 +456,13 @@ def bring_file(tree: Tree, path: str) -> None:
     tree.write(path, ours)
 
 
-def fragment(path: str, *, without_imports: bool = True) -> str:
-    """The code of a fragment file in this repo (by default, minus its module
-    docstring and imports: the patch puts those where the target file keeps them)."""
+def fragment(path: str) -> str:
+    """The code of a fragment file in this repo, minus its module docstring and
+    imports: the patch puts those where the target file keeps them."""
     module = cst.parse_module((REPO_ROOT / path).read_text())
     kept = []
     for node in module.body:
-        if without_imports and isinstance(node, cst.SimpleStatementLine):
+        if isinstance(node, cst.SimpleStatementLine):
             inner = node.body[0]
             if isinstance(inner, (cst.Import, cst.ImportFrom)):
                 continue

@@ -1,0 +1,121 @@
+"""The edit vocabulary on small in-memory files."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from eplb_fork.codemod import (
+    AnchorMissing,
+    Conflict,
+    add_call_keyword,
+    add_members,
+    constrain_field,
+    if_block,
+    insert_after,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+
+class MemoryTree:
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = {k: textwrap.dedent(v) for k, v in files.items()}
+
+    def exists(self, path: str) -> bool:
+        return path in self.files
+
+    def read(self, path: str) -> str:
+        return self.files[path]
+
+    def write(self, path: str, text: str) -> None:
+        self.files[path] = text
+
+
+def edited(source: str, edit) -> str:
+    tree = MemoryTree({"m.py": source})
+    with python_file(tree, "m.py") as src:
+        edit(src)
+    return tree.files["m.py"]
+
+
+CONFIG = """\
+class C:
+    plain: int = 3
+    bounded: int = Field(default=0, ge=0)
+    already: int = Field(default=5, gt=0)
+"""
+
+
+def test_constrain_field_wraps_plain_default_and_extends_field_calls():
+    def edit(src):
+        constrain_field(src, "C.plain", gt=0)
+        constrain_field(src, "C.bounded", le=9)
+        constrain_field(src, "C.already", gt=0)
+
+    out = edited(CONFIG, edit)
+    assert "plain: int = Field(default=3, gt=0)" in out
+    assert "bounded: int = Field(default=0, ge=0, le=9)" in out
+    assert "already: int = Field(default=5, gt=0)" in out
+    assert edited(out, edit) == out  # convergent
+
+
+def test_constrain_field_refuses_a_different_existing_bound():
+    with pytest.raises(Conflict, match="already has gt=0"):
+        edited(CONFIG, lambda src: constrain_field(src, "C.already", gt=1))
+
+
+def test_anchors_survive_reformatting_and_comments():
+    source = """\
+    def step(self, is_dummy):
+        # a comment the fork added
+        if (
+            not is_dummy
+        ):  # and another
+            record()
+        done()
+    """
+
+    def edit(src):
+        replace_statement(
+            src, "step", if_block("not is_dummy"), "if not is_dummy and gate():\n    record()\n",
+            done=statement("if not is_dummy and gate():\n    record()\n"),
+        )  # fmt: skip
+        insert_after(src, "step", statement("done()"), "publish()")
+
+    out = edited(source, edit)
+    assert "    # a comment the fork added\n    if not is_dummy and gate():" in out
+    assert out.rstrip().endswith("done()\n    publish()")
+    assert edited(out, edit) == out
+
+
+def test_missing_anchor_names_scope_and_shape():
+    with pytest.raises(AnchorMissing, match=r"step `if ready:` not found in m.py"):
+        edited("def step():\n    pass\n", lambda src: insert_after(
+            src, "step", if_block("ready"), "x = 1"))  # fmt: skip
+    with pytest.raises(AnchorMissing, match=r"C.missing not found in m.py"):
+        edited(CONFIG, lambda src: constrain_field(src, "C.missing", gt=0))
+
+
+def test_add_members_skips_identical_and_refuses_different():
+    source = "class C:\n    def a(self):\n        return 1\n"
+    method = "def b(self):\n    return 2\n"
+    out = edited(source, lambda src: add_members(src, "C", method, after="a"))
+    assert "\n\n    def b(self):\n        return 2\n" in out
+    assert edited(out, lambda src: add_members(src, "C", method, after="a")) == out
+    with pytest.raises(Conflict, match="C.b already exists"):
+        edited(out, lambda src: add_members(src, "C", "def b(self):\n    return 3\n", after="a"))
+
+
+def test_add_call_keyword_keeps_multiline_layout():
+    source = """\
+    def f():
+        return g(
+            a=1,
+            b=2,
+        )
+    """
+    out = edited(source, lambda src: add_call_keyword(src, "f", "g", "c", "3"))
+    assert "        a=1,\n        b=2,\n        c=3,\n    )" in out
