@@ -354,17 +354,23 @@ def append_to(src: PythonFile, scope: str, code: str) -> None:
 
 
 def replace_statement(
-    src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape
-) -> None:
+    src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape,
+    keep_comments: bool = True,
+) -> None:  # fmt: skip
     """Swap the anchor statement for `code`, keeping the comments and blank
-    lines above it. `done` recognises the result, so a tree that already has
-    it is left alone."""
+    lines above it (only the blank lines, if the comments describe what is
+    replaced). `done` recognises the result, so a tree that already has it is
+    left alone."""
     if src.has_statement(scope, done):
         return
     block, index, depth = src.locate(scope, anchor)
     body = list(_body_of(block))
     new = parse_statements(code, depth)
-    kept_above = body[index].leading_lines  # type: ignore[attr-defined]
+    kept_above = [
+        line
+        for line in body[index].leading_lines  # type: ignore[attr-defined]
+        if keep_comments or line.comment is None
+    ]
     new[0] = new[0].with_changes(leading_lines=[*kept_above, *new[0].leading_lines])
     body[index : index + 1] = new
     src.set_block(block, body)
@@ -408,10 +414,9 @@ def add_call_keyword(
     """Every call to `callee` inside `scope` (only those already passing
     `where_keyword`, if given) passes `keyword=value`."""
     owner = src.find(scope)
-    wanted_func = _shape(callee)
     calls = [
         node for node in _walk(owner)
-        if isinstance(node, cst.Call) and _shape(_code(node.func)) == wanted_func
+        if isinstance(node, cst.Call) and _calls(node, callee)
         and (where_keyword is None or any(
             a.keyword is not None and a.keyword.value == where_keyword for a in node.args))
     ]  # fmt: skip
@@ -433,6 +438,32 @@ def add_call_keyword(
             )
         new_arg = _keyword(keyword, cst.parse_expression(value)).with_changes(comma=closing)
         src.replace(call, call.with_changes(args=[*args, new_arg]))
+
+
+def _calls(call: cst.Call, callee: str) -> bool:
+    """`callee` names the function; `kernel[...]` matches a launch with any grid."""
+    func = call.func
+    if callee.endswith("[...]"):
+        if not isinstance(func, cst.Subscript):
+            return False
+        func, callee = func.value, callee.removesuffix("[...]")
+    return _shape(_code(func)) == _shape(callee)
+
+
+def add_parameter(src: PythonFile, function: str, name: str, *, before: str) -> None:
+    """Give `function` a plain parameter `name` just before parameter `before`."""
+    node = src.find(function)
+    params = list(node.params.params)  # type: ignore[attr-defined]
+    names = [p.name.value for p in params]
+    if name in names:
+        return
+    if before not in names or names.index(before) == 0:
+        raise AnchorMissing(f"{function} parameter `{before}`", src.path)
+    at = names.index(before)
+    # Laid out like its neighbour (same comma and line break).
+    new = params[at - 1].with_changes(name=cst.Name(name), annotation=None, default=None)
+    params.insert(at, new)
+    src.replace(node, node.with_changes(params=node.params.with_changes(params=params)))  # type: ignore[attr-defined]
 
 
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:

@@ -27,6 +27,21 @@ DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
 MAP_SLOTS = 1024  # vLLM's map width: MAX_EXPERT_REDUNDANCY + 1
 
 
+# PR #36261 picks the replica by flattened (token, slot) position; the
+# follow-up "[EPLB] Pick replicas per token, without bias" sets "token_hash".
+REPLICA_RULE = "flattened_position"
+KNUTH_MULTIPLIER = 2654435769  # floor(2**32 / golden ratio)
+
+
+def replica_key(positions: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The number a replica index is taken modulo the replica count of."""
+    if REPLICA_RULE == "flattened_position":
+        return positions
+    # Fibonacci hashing of the token index: the high half of the low 32 bits.
+    tokens = positions // top_k
+    return ((tokens * KNUTH_MULTIPLIER) & 0xFFFFFFFF) >> 16
+
+
 def reference_map_and_record(
     topk_ids: torch.Tensor,
     expert_load_view: torch.Tensor,
@@ -34,9 +49,10 @@ def reference_map_and_record(
     logical_replica_count: torch.Tensor,
     record: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rule in plain torch on the CPU: replica = flattened position modulo
-    the replica count (clamped to [1, map width]); ids outside the logical
-    range map to -1; counted with bincount when recording."""
+    """The rule in plain torch on the CPU: the replica index comes from
+    REPLICA_RULE, modulo the replica count (clamped to [1, map width]); ids
+    outside the logical range map to -1; counted with bincount when
+    recording."""
     ids = topk_ids.cpu().to(torch.int64).flatten()
     l2p = logical_to_physical_map.cpu()
     counts = logical_replica_count.cpu().to(torch.int64)
@@ -45,7 +61,7 @@ def reference_map_and_record(
     valid = (ids >= 0) & (ids < num_logical)
     rows = torch.where(valid, ids, torch.zeros_like(ids))
     replicas = counts[rows].clamp(min=1, max=slots)
-    replica = torch.arange(ids.numel()) % replicas
+    replica = replica_key(torch.arange(ids.numel()), topk_ids.shape[-1]) % replicas
     physical = torch.where(valid, l2p[rows, replica], torch.full_like(ids, -1))
     load = expert_load_view.cpu().to(torch.int64).clone()
     if record:
