@@ -63,7 +63,8 @@ lint-fork: engine
 # What the GPU machine needs to run the kernel tests without vLLM: the fork
 # files they load, at their fork paths (see eplb_fork/gpu_standalone.py).
 GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
-	vllm/distributed/eplb/eplb_state.py tests/kernels/moe/test_eplb_map_record.py
+	vllm/distributed/eplb/eplb_state.py tests/kernels/moe/test_eplb_map_record.py \
+	tests/kernels/moe/test_eplb_replica_balance.py tests/kernels/moe/test_eplb_padded_tokens.py
 gpu-bundle:
 	rm -rf build/gpu && cd $(FORK) && \
 	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done

@@ -109,6 +109,19 @@ def call_statement(callee: str) -> Shape:
     return Shape(f"call to `{callee}(...)`", matches)
 
 
+def with_block(callee: str) -> Shape:
+    """`with ...:` whose context managers include a call to `callee`."""
+    wanted = _shape(callee)
+
+    def matches(node: cst.CSTNode) -> bool:
+        return isinstance(node, cst.With) and any(
+            isinstance(item.item, cst.Call) and _shape(_code(item.item.func)) == wanted
+            for item in node.items
+        )
+
+    return Shape(f"`with {callee}(...)`", matches)
+
+
 def statement(code: str) -> Shape:
     """A statement equal to `code` up to formatting and comments."""
     first_line = textwrap.dedent(code).strip().splitlines()[0]
@@ -450,20 +463,37 @@ def _calls(call: cst.Call, callee: str) -> bool:
     return _shape(_code(func)) == _shape(callee)
 
 
-def add_parameter(src: PythonFile, function: str, name: str, *, before: str) -> None:
-    """Give `function` a plain parameter `name` just before parameter `before`."""
+def add_parameter(
+    src: PythonFile, function: str, name: str, *, before: str | None = None,
+    annotation: str | None = None, default: str | None = None,
+) -> None:  # fmt: skip
+    """Give `function` a parameter `name` just before parameter `before` (at
+    the end if None), laid out like its neighbour (same comma and line break)."""
     node = src.find(function)
     params = list(node.params.params)  # type: ignore[attr-defined]
     names = [p.name.value for p in params]
     if name in names:
         return
-    if before not in names or names.index(before) == 0:
+    if before is None:
+        at = len(params)
+    elif before in names and names.index(before) > 0:
+        at = names.index(before)
+    else:
         raise AnchorMissing(f"{function} parameter `{before}`", src.path)
-    at = names.index(before)
-    # Laid out like its neighbour (same comma and line break).
-    new = params[at - 1].with_changes(name=cst.Name(name), annotation=None, default=None)
+    new = params[at - 1].with_changes(
+        name=cst.Name(name),
+        annotation=cst.Annotation(cst.parse_expression(annotation)) if annotation else None,
+        default=cst.parse_expression(default) if default else None,
+        equal=cst.AssignEqual(cst.SimpleWhitespace(" "), cst.SimpleWhitespace(" "))
+        if default and annotation
+        else cst.MaybeSentinel.DEFAULT,
+    )
+    if before is None and at >= 2:
+        # The old last parameter now separates like the others do.
+        params[at - 1] = params[at - 1].with_changes(comma=params[at - 2].comma)
     params.insert(at, new)
-    src.replace(node, node.with_changes(params=node.params.with_changes(params=params)))  # type: ignore[attr-defined]
+    new_params = node.params.with_changes(params=params)  # type: ignore[attr-defined]
+    src.replace(node, node.with_changes(params=new_params))
 
 
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:

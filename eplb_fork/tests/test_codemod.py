@@ -11,6 +11,7 @@ from eplb_fork.codemod import (
     Conflict,
     add_call_keyword,
     add_members,
+    add_parameter,
     constrain_field,
     if_block,
     insert_after,
@@ -119,3 +120,22 @@ def test_add_call_keyword_keeps_multiline_layout():
     """
     out = edited(source, lambda src: add_call_keyword(src, "f", "g", "c", "3"))
     assert "        a=1,\n        b=2,\n        c=3,\n    )" in out
+
+
+def test_add_parameter_before_a_name_and_at_the_end():
+    source = """\
+    def k(
+        a,
+        b,
+        BLOCK: int,
+    ):
+        pass
+    """
+
+    def edit(src):
+        add_parameter(src, "k", "top_k", before="BLOCK")
+        add_parameter(src, "k", "extra", annotation="int | None", default="None")
+
+    out = edited(source, edit)
+    assert "    b,\n    top_k,\n    BLOCK: int,\n    extra: int | None = None,\n):" in out
+    assert edited(out, edit) == out
