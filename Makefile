@@ -21,7 +21,7 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test test-engine test-fork lint-engine lint-fork gpu-bundle engine
+.PHONY: fork patches apply install test bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -36,7 +36,12 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-fork
+test: test-engine lint-fork bench-smoke test-fork
+
+# The benchmark's CPU mode under the interpreter: it runs, nothing is timed.
+bench-smoke:
+	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) benchmarks/kernels/benchmark_eplb_map_record.py \
+	  --smoke > $(CURDIR)/build/bench-smoke.txt && tail -3 $(CURDIR)/build/bench-smoke.txt
 
 lint-engine: engine
 	$(ENGINE_VENV)/bin/ruff check --no-cache eplb_fork series
@@ -60,14 +65,21 @@ lint-fork: engine
 	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache $$files && \
 	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check $$files
 
-# What the GPU machine needs to run the kernel tests without vLLM: the fork
-# files they load, at their fork paths (see eplb_fork/gpu_standalone.py).
+# What the GPU machine needs to run the kernel tests and the benchmark without
+# vLLM: the fork files they load, at their fork paths, and the router revisions
+# the benchmark compares (see eplb_fork/gpu_standalone.py, gpu-results/).
 GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
-	vllm/distributed/eplb/eplb_state.py tests/kernels/moe/test_eplb_map_record.py \
-	tests/kernels/moe/test_eplb_replica_balance.py tests/kernels/moe/test_eplb_padded_tokens.py
+	vllm/distributed/eplb/eplb_state.py \
+	$(shell cd tests && ls kernels/moe/test_eplb_*.py | sed 's|^|tests/|') \
+	benchmarks/kernels/benchmark_eplb_map_record.py
+ROUTER := vllm/model_executor/layers/fused_moe/router/base_router.py
 gpu-bundle:
-	rm -rf build/gpu && cd $(FORK) && \
-	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done
+	rm -rf build/gpu && mkdir -p build/gpu/revisions && cd $(FORK) && \
+	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done && \
+	  git show base/v0.19.1:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
+	  git show "$$(git rev-parse ':/^\[EPLB\] Fuse expert mapping'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/pr.py && \
+	  git show "$$(git rev-parse ':/^\[EPLB\] Do not record padded'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/fixes.py && \
+	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
 engine: $(ENGINE_VENV)/.installed
 

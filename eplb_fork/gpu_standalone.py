@@ -1,4 +1,4 @@
-"""Run the fork's kernel tests where vLLM cannot be imported (the GPU machine:
+"""Run the fork's kernel tests and benchmark where vLLM cannot be imported (the GPU machine:
 torch and Triton, no vLLM; vLLM's fused_moe calls compiled ops at import).
 
 As a pytest plugin (`-p eplb_fork.gpu_standalone`, with `EPLB_FORK` pointing
@@ -7,6 +7,9 @@ router module to import: the real `base_router.py` and the real
 `EplbLayerState` class from the fork's files, and stand-ins for the platform,
 the Triton shim and the router's abstract base. The kernel and its launcher
 under test are the fork's own source, byte for byte.
+
+As a command, `python -m eplb_fork.gpu_standalone SCRIPT [ARGS]` registers the
+same and runs SCRIPT (the benchmark) as __main__.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def _class_from_source(path: Path, class_name: str, namespace: dict) -> type:
 
 class _Platform:
     device_type = "cuda" if torch.cuda.is_available() else ""
+    simple_compile_backend = "inductor"  # what v0.19.1's compiled function asks for
 
     def is_cuda_alike(self) -> bool:
         return torch.cuda.is_available()
@@ -93,3 +97,12 @@ def install(fork: Path) -> types.ModuleType:
 
 def pytest_configure(config) -> None:
     install(Path(os.environ.get("EPLB_FORK", "build/fork")).resolve())
+
+
+if __name__ == "__main__":
+    import runpy
+
+    install(Path(os.environ.get("EPLB_FORK", "build/fork")).resolve())
+    script, *sys.argv[1:] = sys.argv[1:]
+    sys.argv[0] = script
+    runpy.run_path(script, run_name="__main__")
