@@ -15,6 +15,7 @@ from eplb_fork.apply import (
     base_tag,
     export_patches,
     init_base_repo,
+    tree_version,
 )
 from eplb_fork.base import fetch_sdist, fetch_wheel, pinned_release
 from eplb_fork.gittree import Repo
@@ -62,7 +63,7 @@ def cmd_fork(args: argparse.Namespace) -> None:
         else:
             repo = init_base_repo(fork, release, sdist, author)
     with Step(f"apply {len(patches)} patches"):
-        outcomes = apply_series(repo, patches, author)
+        outcomes = apply_series(repo, patches, author, base_version=release.version)
     with Step("export patches"):
         exported = export_patches(repo, release, Path(args.patches))
         print(f"{len(exported)} patches in {args.patches}")
@@ -91,8 +92,10 @@ def cmd_patches(args: argparse.Namespace) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> None:
     repo = Repo(Path(args.tree))
-    print(f"apply the series to {args.tree} on new branch {args.branch}")
-    apply_series(repo, load_series(), series_author(), branch=args.branch)
+    version = tree_version(repo)
+    print(f"apply the series to {args.tree} (vLLM {version or 'version unknown'}) "
+          f"on new branch {args.branch}")  # fmt: skip
+    apply_series(repo, load_series(), series_author(), branch=args.branch, base_version=version)
 
 
 def main(argv: list[str] | None = None) -> int:

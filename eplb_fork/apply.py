@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import Version
+
 from eplb_fork import EngineError
 from eplb_fork.base import Release, extract_sdist
 from eplb_fork.codemod import AnchorMissing, Conflict
@@ -17,10 +19,31 @@ from eplb_fork.series import Patch
 class Outcome:
     patch: Patch
     commit: str | None  # None: the tree already had this change
+    upstream_in: str | None = None  # the base release already ships it
 
     @property
     def status(self) -> str:
+        if self.upstream_in:
+            return f"upstream in v{self.upstream_in}"
         return "applied" if self.commit else "already applied"
+
+
+def already_upstream(patch: Patch, base_version: str | None) -> bool:
+    """The patch's change shipped in a release at or before the base's."""
+    released = patch.upstream_version
+    return bool(base_version and released and Version(base_version) >= Version(released))
+
+
+def tree_version(repo: Repo) -> str | None:
+    """The vLLM release a checkout is at: an sdist's PKG-INFO, else its
+    nearest release tag; None when neither says."""
+    pkg_info = repo.path / "PKG-INFO"
+    if pkg_info.exists():
+        for line in pkg_info.read_text().splitlines():
+            if line.startswith("Version: "):
+                return line.removeprefix("Version: ").split("+")[0]
+    tag = repo.git("describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", check=False)
+    return tag.removeprefix("v") or None
 
 
 def apply_series(
@@ -29,13 +52,16 @@ def apply_series(
     author: Identity,
     *,
     branch: str | None = None,
+    base_version: str | None = None,
     say=print,
 ) -> list[Outcome]:
     """Commit each patch on top of HEAD. With `branch`, the commits go on a new
     branch (checked out at the end); without, the current branch moves.
 
+    Patches the base release already ships upstream (by their
+    Applied-Upstream metadata) are reported and skipped, never applied twice.
     Nothing moves until every patch has been applied: a failure leaves HEAD,
-    branches, index and worktree as they were.
+    branches, index and worktree as they were, and reports each patch's state.
     """
     if not (repo.path / ".git").exists():
         raise EngineError(f"{repo.path} is not a git checkout")
@@ -47,18 +73,23 @@ def apply_series(
     outcomes = []
     with Draft(repo, start) as draft:
         for number, patch in enumerate(patches, 1):
-            try:
-                patch.apply(draft)
-            except (AnchorMissing, Conflict) as error:
-                raise EngineError(
-                    f"patch {number}/{len(patches)} {patch.name}: {error}\n"
-                    f"nothing was changed: {repo.path} is still at {start[:12]}"
-                ) from error
-            commit = draft.commit(patch.message(author), patch.identity(author))
-            outcome = Outcome(patch, commit)
+            if already_upstream(patch, base_version):
+                outcome = Outcome(patch, None, upstream_in=patch.upstream_version)
+            else:
+                try:
+                    patch.apply(draft)
+                except (AnchorMissing, Conflict) as error:
+                    report = "".join(f"\n  {o.status:<24} {o.patch.name}" for o in outcomes)
+                    raise EngineError(
+                        f"patch {number}/{len(patches)} {patch.name}: {error}\n"
+                        f"nothing was changed: {repo.path} is still at {start[:12]}"
+                        + (f"\nbefore it:{report}" if report else "")
+                    ) from error
+                commit = draft.commit(patch.message(author), patch.identity(author))
+                outcome = Outcome(patch, commit)
             outcomes.append(outcome)
-            short = commit[:12] if commit else "-" * 12
-            say(f"  {short} {outcome.status:<15} {patch.subject}")
+            short = outcome.commit[:12] if outcome.commit else "-" * 12
+            say(f"  {short} {outcome.status:<24} {patch.subject}")
         tip = draft.tip
     if tip != start:
         if branch:

@@ -184,7 +184,7 @@ class PythonFile:
 
     def __init__(self, tree: Tree, path: str) -> None:
         if not tree.exists(path):
-            raise AnchorMissing("file", path)
+            raise AnchorMissing(path, "the tree")
         self.tree = tree
         self.path = path
         self.module = cst.parse_module(tree.read(path))

@@ -39,6 +39,13 @@ class Patch:
         trailers.append(f"Signed-off-by: {author.name} <{author.email}>")
         return f"{self.subject}\n\n{wrapped}\n\n" + "\n".join(trailers) + "\n"
 
+    @property
+    def upstream_version(self) -> str | None:
+        """ "v0.20.0, <url>" -> "0.20.0"."""
+        if not self.applied_upstream:
+            return None
+        return self.applied_upstream.split(",")[0].strip().removeprefix("v")
+
     def identity(self, author: Identity) -> Identity:
         return Identity(author.name, author.email, self.date)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -174,3 +175,38 @@ def test_series_index_loads_with_complete_metadata():
         assert patch.subject.startswith(("[EPLB] ", "[Config] ")), patch.subject
         assert len(patch.subject) <= 72
         assert patch.origin.startswith(("backport, ", "vendor"))
+
+
+def test_patches_upstream_in_the_base_release_are_reported_not_applied(tmp_path):
+    from dataclasses import replace
+
+    from eplb_fork.apply import tree_version
+
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG, "PKG-INFO": "Version: 0.20.0\n"})
+    upstreamed = replace(constrain_patch("one", "window_size"), applied_upstream="v0.20.0, url")
+    ours = constrain_patch("two", "step_interval")
+    assert tree_version(repo) == "0.20.0"
+    outcomes = apply_series(repo, [upstreamed, ours], AUTHOR, base_version=tree_version(repo))
+    assert [o.status for o in outcomes] == ["upstream in v0.20.0", "applied"]
+    text = (repo.path / "config.py").read_text()
+    assert "window_size: int = 1000" in text  # left to upstream, not edited
+    assert "step_interval: int = Field(default=3000, gt=0)" in text
+    assert repo.git("rev-list", "--count", "HEAD") == "2"  # base + one commit
+
+    older = make_repo(tmp_path / "o", {"config.py": CONFIG})
+    outcomes = apply_series(older, [upstreamed], AUTHOR, base_version="0.19.1")
+    assert [o.status for o in outcomes] == ["applied"]
+
+
+def test_refusal_reports_each_earlier_patch(tmp_path):
+    from dataclasses import replace
+
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG})
+    upstreamed = replace(constrain_patch("one", "window_size"), applied_upstream="v0.20.0, url")
+    series = [upstreamed, constrain_patch("two", "step_interval"), constrain_patch("bad", "nope")]
+    with pytest.raises(EngineError) as info:
+        apply_series(repo, series, AUTHOR, base_version="0.20.0")
+    message = str(info.value)
+    assert re.search(r"upstream in v0\.20\.0 +one\n", message)
+    assert re.search(r"\n  applied +two", message)
+    assert "EPLBConfig.nope not found" in message
