@@ -21,7 +21,7 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
+.PHONY: fork patches apply install test test-bases bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -36,7 +36,28 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork bench-smoke test-fork
+test: test-engine lint-fork test-bases bench-smoke test-fork
+
+# Other bases: the series applies (as commits, no install), byte-compiles and
+# passes each fork's own ruff. On a release that ships PR #36261 the engine
+# reports those patches as upstream and refuses the rest with that report.
+OTHER_BASES := 0.19.0 0.18.1 0.18.0
+test-bases: engine
+	@for v in $(OTHER_BASES); do \
+	  echo "== base $$v"; \
+	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
+	    --patches build/patches-$$v fork | grep -E "applied|error" || exit 1; \
+	  (cd build/fork-$$v && files=$$(git diff --name-only --diff-filter=AM base/v$$v..HEAD -- '*.py') && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache -q $$files && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check -q $$files && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
+	done
+	@echo "== base 0.20.0 (ships PR #36261)"; \
+	if $(ENGINE_VENV)/bin/python -m eplb_fork --base 0.20.0 --fork build/fork-0.20.0 \
+	    --patches build/patches-0.20.0 fork > build/base-0.20.0.log 2>&1; then \
+	  echo "expected a refusal on 0.20.0"; exit 1; fi; \
+	cat build/base-0.20.0.log | grep -v "%" | tail -7; \
+	test $$(grep -c "upstream in v0.20.0 .*\[EPLB\]" build/base-0.20.0.log) -eq 3
 
 # The benchmark's CPU mode under the interpreter: it runs, nothing is timed.
 bench-smoke:
