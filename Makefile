@@ -21,7 +21,7 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 
-.PHONY: fork patches apply install test test-bases bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
+.PHONY: fork patches apply install test test-bases test-drift test-roundtrip bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
 
 fork: engine
 	$(ENGINE) fork --install
@@ -36,7 +36,34 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases bench-smoke test-fork
+test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-fork
+
+# A fork that drifted (reformatted at 100 columns, methods added, fields
+# reordered, a comment edited; eplb_fork/drift.py): the series still applies
+# with `make apply`, compiles, and the kernel tests pass on the result (run
+# standalone under the interpreter, as on the GPU machine).
+test-drift: engine
+	rm -rf build/drift && git clone -q --branch base/v0.19.1 $(FORK) build/drift
+	cd build/drift && git checkout -q -b fork-main && \
+	  git -c user.name=drift -c user.email=drift@example.org commit -q --allow-empty -m "fork: start"
+	$(ENGINE_VENV)/bin/python -m eplb_fork.drift build/drift
+	cd build/drift && git -c user.name=drift -c user.email=drift@example.org commit -qam "fork: local changes"
+	$(ENGINE) apply --tree build/drift --branch eplb-fastpath
+	cd build/drift && $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile \
+	  $$(git diff --name-only --diff-filter=AM fork-main..eplb-fastpath -- '*.py') && \
+	  PYTHONPATH=$(CURDIR) EPLB_FORK=. $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q \
+	    -p eplb_fork.gpu_standalone -p no:cacheprovider --noconftest --import-mode=importlib \
+	    --rootdir=. -c /dev/null $$(ls tests/kernels/moe/test_eplb_*.py) \
+	    > $(CURDIR)/build/drift-tests.log 2>&1; \
+	  status=$$?; tail -1 $(CURDIR)/build/drift-tests.log; exit $$status
+
+# What goes to review reproduces the fork: `git am build/patches/*` on the
+# base gives HEAD's tree.
+test-roundtrip:
+	rm -rf build/am-check && git clone -q --branch base/v0.19.1 $(FORK) build/am-check
+	cd build/am-check && git -c user.name=am -c user.email=am@example.org am -q $(CURDIR)/build/patches/*.patch
+	test "$$(git -C build/am-check rev-parse 'HEAD^{tree}')" = "$$(git -C $(FORK) rev-parse 'HEAD^{tree}')"
+	@echo "git am of build/patches reproduces build/fork's tree"
 
 # Other bases: the series applies (as commits, no install), byte-compiles and
 # passes each fork's own ruff. On a release that ships PR #36261 the engine
