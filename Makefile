@@ -20,6 +20,18 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 # Kernel tests run on CPU tensors under Triton's interpreter; an empty
 # CUDA_VISIBLE_DEVICES keeps vLLM from disabling Triton on a GPU-less box.
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
+RUFF := $(CURDIR)/$(ENGINE_VENV)/bin/ruff
+
+# Shell snippets for a recipe run inside a fork checkout, between revisions
+# $(1) and $(2): the files the series adds or edits (pathspec $(3)), the
+# touched test files that run on CPU, and the fork's own ruff on the touched
+# Python files (ruff pinned as in the fork's pre-commit config).
+touched = $$(git diff --name-only --diff-filter=AM $(1)..$(2) -- '$(3)')
+cpu_tests = $$(git diff --name-only --diff-filter=AM $(1)..$(2) -- 'tests/*test_*.py' \
+	| grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS)))
+fork_ruff = files=$(call touched,$(1),$(2),*.py) && \
+	$(RUFF) check --no-cache -q $$files && $(RUFF) format --no-cache --check -q $$files
+BASE_TAG := $$(git describe --tags --abbrev=0 --match 'base/v*')
 
 .PHONY: fork patches apply install test test-bases test-drift test-roundtrip bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
 
@@ -50,11 +62,10 @@ test-drift: engine
 	cd build/drift && git -c user.name=drift -c user.email=drift@example.org commit -qam "fork: local changes"
 	$(ENGINE) apply --tree build/drift --branch eplb-fastpath
 	cd build/drift && $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile \
-	  $$(git diff --name-only --diff-filter=AM fork-main..eplb-fastpath -- '*.py')
+	  $(call touched,fork-main,eplb-fastpath,*.py)
 	# The drifted tree runs on the installed fork's compiled extensions.
 	cp $(FORK)/vllm/*.so $(FORK)/vllm/_version.py build/drift/vllm/
-	cd build/drift && tests=$$(git diff --name-only --diff-filter=AM fork-main..eplb-fastpath \
-	    -- 'tests/*test_*.py' | grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS))) && \
+	cd build/drift && tests=$(call cpu_tests,fork-main,eplb-fastpath) && \
 	  PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests \
 	    > $(CURDIR)/build/drift-tests.log 2>&1; \
 	  status=$$?; tail -1 $(CURDIR)/build/drift-tests.log; exit $$status
@@ -76,9 +87,7 @@ test-bases: engine
 	  echo "== base $$v"; \
 	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
 	    --patches build/patches-$$v fork | grep -E "applied|error" || exit 1; \
-	  (cd build/fork-$$v && files=$$(git diff --name-only --diff-filter=AM base/v$$v..HEAD -- '*.py') && \
-	    $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache -q $$files && \
-	    $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check -q $$files && \
+	  (cd build/fork-$$v && $(call fork_ruff,base/v$$v,HEAD) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
 	done
 	@echo "== base 0.20.0 (ships PR #36261)"; \
@@ -102,18 +111,14 @@ test-engine: lint-engine
 # Every test file the series adds or edits, against the installed fork.
 test-fork:
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
-	cd $(FORK) && base=$$(git describe --tags --abbrev=0 --match 'base/v*') && \
-	  tests=$$(git diff --name-only --diff-filter=AM $$base..HEAD -- 'tests/*test_*.py' \
-	    | grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS))) && \
+	cd $(FORK) && tests=$(call cpu_tests,$(BASE_TAG),HEAD) && \
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1 && \
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests
 
 # Upstream's checks: every Python file the series touches passes the fork's
-# own ruff configuration (ruff pinned as in the fork's pre-commit config).
+# own ruff configuration.
 lint-fork: engine
-	cd $(FORK) && files=$$(git diff --name-only --diff-filter=AM $$(git describe --tags --abbrev=0 --match 'base/v*')..HEAD -- '*.py') && \
-	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff check --no-cache $$files && \
-	  $(CURDIR)/$(ENGINE_VENV)/bin/ruff format --no-cache --check $$files
+	cd $(FORK) && $(call fork_ruff,$(BASE_TAG),HEAD) && echo "fork ruff: $$(echo $$files | wc -w) files clean"
 
 # What the GPU machine needs to run the kernel tests and the benchmark without
 # vLLM: the fork files they load, at their fork paths, and the router revisions
