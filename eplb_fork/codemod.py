@@ -15,6 +15,7 @@ A missing anchor raises `AnchorMissing` naming the anchor and the file.
 from __future__ import annotations
 
 import ast
+import inspect
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,7 +49,13 @@ class Tree(Protocol):
 
 
 def _shape(code: str) -> str:
-    return ast.dump(ast.parse(textwrap.dedent(code)))
+    tree = ast.parse(textwrap.dedent(code))
+    # A docstring's continuation lines carry its block's indentation.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            if isinstance(node.value.value, str):
+                node.value.value = inspect.cleandoc(node.value.value)
+    return ast.dump(tree)
 
 
 _EMPTY = cst.Module(body=[])
@@ -93,8 +100,8 @@ def defines(name: str) -> Shape:
 
 
 def call_statement(callee: str) -> Shape:
-    """An expression statement calling `callee` (any arguments)."""
-    wanted = _shape(callee)
+    """An expression statement calling `callee` (any arguments; `kernel[...]`
+    is a launch of `kernel` with any grid)."""
 
     def matches(node: cst.CSTNode) -> bool:
         if not isinstance(node, cst.SimpleStatementLine) or len(node.body) != 1:
@@ -103,7 +110,7 @@ def call_statement(callee: str) -> Shape:
         return (
             isinstance(expr, cst.Expr)
             and isinstance(expr.value, cst.Call)
-            and _shape(_code(expr.value.func)) == wanted
+            and _calls(expr.value, callee)
         )
 
     return Shape(f"call to `{callee}(...)`", matches)
@@ -137,6 +144,16 @@ def _body_of(node: cst.CSTNode) -> Sequence[cst.CSTNode]:
         return node.body
     body = node.body  # type: ignore[attr-defined]
     return body.body if isinstance(body, cst.IndentedBlock) else body
+
+
+def _is_bare_string(node: cst.CSTNode) -> bool:
+    """A statement that is only a string literal: a field's docstring."""
+    return (
+        isinstance(node, cst.SimpleStatementLine)
+        and len(node.body) == 1
+        and isinstance(node.body[0], cst.Expr)
+        and isinstance(node.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
 
 
 def _named(node: cst.CSTNode) -> str | None:
@@ -395,6 +412,9 @@ def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
     with a different definition is a conflict."""
     block, body, depth = src.body(scope)
     at = body.index(src.find(f"{scope}.{after}")) + 1
+    # The anchor's own docstring stays attached to it.
+    while at < len(body) and _is_bare_string(body[at]):
+        at += 1
     new = parse_statements(code, depth)
     # A field's docstring travels with it: pair each member with what follows
     # until the next named member.

@@ -110,6 +110,13 @@ def test_add_members_skips_identical_and_refuses_different():
         edited(out, lambda src: add_members(src, "C", "def b(self):\n    return 3\n", after="a"))
 
 
+def test_add_members_after_a_field_keeps_the_fields_docstring_with_it():
+    source = 'class C:\n    a: int = 0\n    """About a."""\n    z: int = 9\n'
+    field = 'b: int = 1\n"""About b."""\n'
+    out = edited(source, lambda src: add_members(src, "C", field, after="a"))
+    assert '    a: int = 0\n    """About a."""\n    b: int = 1\n    """About b."""\n    z' in out
+
+
 def test_add_call_keyword_keeps_multiline_layout():
     source = """\
     def f():

@@ -1,0 +1,27 @@
+"""Benchmark: EPLB's share of a whole MoE layer forward at prefill sizes.
+
+Origin: ours. A kernel's microseconds matter only against the layer they
+sit in; this puts the map+record revisions inside one MoE layer forward at
+two published model shapes.
+"""
+
+from eplb_fork.codemod import bring_file
+
+SUBJECT = "[EPLB] Add a benchmark of map+record's share of a MoE layer"
+BODY = """
+Add benchmarks/kernels/benchmark_eplb_moe_layer.py: one MoE layer forward
+in plain torch (router GEMM, softmax top-k, EPLB map+record, grouped GEMMs
+over the physical experts, shared expert) at Qwen3-30B-A3B and DeepSeek-V3
+layer shapes, 2048 to 32768 prefill tokens, with each map+record revision
+loaded from the fork's history (as in benchmark_eplb_map_record.py) and
+without EPLB. Whole forwards are captured in CUDA graphs and replayed; the
+map+record call alone is timed the same way, and its share of the layer is
+printed per revision, recording on and off. --smoke runs tiny shapes on
+CPU under the Triton interpreter and checks the recorded load.
+"""
+ORIGIN = "vendor"
+DATE = "2026-11-29T15:20:00+00:00"
+
+
+def apply(tree):
+    bring_file(tree, "benchmarks/kernels/benchmark_eplb_moe_layer.py")

@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: Copyright contributors to the vLLM project
+"""The map+record launch: ids come out in the router's index dtype, and on
+the GPU repeated launches go straight to the compiled kernel yet give what
+the pure-torch reference gives, CUDA-graph capture included.
+
+The dtype cases also run on CPU tensors under Triton's interpreter
+(TRITON_INTERPRET=1), where every launch takes Triton's regular path.
+"""
+
+import os
+
+import pytest
+import torch
+
+import vllm.model_executor.layers.fused_moe.router.base_router as base_router
+from tests.kernels.moe.test_eplb_map_record import (
+    TopkRouter,
+    build_map,
+    physical_layout,
+    reference_map_and_record,
+)
+from vllm.distributed.eplb.eplb_state import EplbLayerState
+from vllm.model_executor.layers.fused_moe.router.base_router import (
+    eplb_map_and_record_triton,
+)
+from vllm.triton_utils import triton
+
+DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
+    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
+)
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="direct launches exist only on the GPU"
+)
+NUM_LOGICAL = 64
+
+
+def random_case(device, num_tokens, top_k, dtype, seed):
+    """One partly replicated map (the same for every case, so layer shapes
+    stay fixed) and ids with some invalid entries."""
+    layout = physical_layout("uneven", NUM_LOGICAL, torch.Generator().manual_seed(0))
+    l2p, counts = build_map(layout, NUM_LOGICAL, device)
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(
+        -2, NUM_LOGICAL + 2, (num_tokens, top_k), generator=gen, dtype=dtype
+    )
+    load = torch.zeros(len(layout), dtype=torch.int32, device=device)
+    return ids.to(device), load, l2p, counts
+
+
+def check_against_reference(ids, load, l2p, counts, record, out_dtype=None):
+    expected_ids, expected_load = reference_map_and_record(
+        ids, load, l2p, counts, record
+    )
+    flag = torch.tensor(record, dtype=torch.bool, device=load.device)
+    out = eplb_map_and_record_triton(ids, load, l2p, counts, flag, out_dtype=out_dtype)
+    assert out.dtype == (ids.dtype if out_dtype is None else out_dtype)
+    assert out.shape == ids.shape
+    torch.testing.assert_close(out.cpu().to(torch.int64), expected_ids, rtol=0, atol=0)
+    torch.testing.assert_close(
+        load.cpu().to(torch.int64), expected_load, rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ids_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("out_dtype", [torch.int32, torch.int64, torch.int16])
+@pytest.mark.parametrize("record", [True, False])
+def test_output_in_the_requested_dtype(device, ids_dtype, out_dtype, record):
+    ids, load, l2p, counts = random_case(device, 300, 8, ids_dtype, seed=3)
+    check_against_reference(ids, load, l2p, counts, record, out_dtype=out_dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_input_in_the_requested_dtype(device):
+    ids, load, l2p, counts = random_case(device, 0, 8, torch.int32, seed=0)
+    flag = torch.ones((), dtype=torch.bool, device=device)
+    out = eplb_map_and_record_triton(
+        ids, load, l2p, counts, flag, out_dtype=torch.int64
+    )
+    assert out.shape == (0, 8) and out.dtype == torch.int64
+    assert int(load.abs().sum()) == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_router_hands_on_the_kernel_output_without_a_copy(device, monkeypatch):
+    """The MoE method asks for int64 ids; routing gives int32. The ids the
+    router returns are the kernel's own output, already in int64."""
+    ids, load, l2p, counts = random_case(device, 40, 4, torch.int32, seed=5)
+    outputs = []
+
+    def spy(*args, **kwargs):
+        outputs.append(eplb_map_and_record_triton(*args, **kwargs))
+        return outputs[-1]
+
+    # Off CUDA-alike platforms the router's entry point passes ids through.
+    monkeypatch.setattr(base_router, "eplb_map_to_physical_and_record", spy)
+    state = EplbLayerState(
+        expert_load_view=load,
+        logical_to_physical_map=l2p,
+        logical_replica_count=counts,
+        should_record_tensor=torch.ones((), dtype=torch.bool, device=device),
+    )
+    router = TopkRouter(
+        top_k=4,
+        global_num_experts=NUM_LOGICAL,
+        eplb_state=state,
+        enable_eplb=True,
+        indices_type_getter=lambda: torch.int64,
+    )
+    logits = torch.randn(40, NUM_LOGICAL, generator=torch.Generator().manual_seed(1))
+    _, routed = router.select_experts(torch.zeros(40, 4), logits.to(device))
+    assert routed.dtype == torch.int64
+    assert routed is outputs[-1]
+    logical = torch.topk(logits, 4, dim=-1).indices
+    expected_ids, expected_load = reference_map_and_record(
+        logical, torch.zeros_like(load), l2p, counts, record=True
+    )
+    assert torch.equal(routed.cpu(), expected_ids)
+    assert torch.equal(load.cpu().to(torch.int64), expected_load)
+
+
+class CountingKernel:
+    """Stands in for the kernel object and counts launches through Triton's
+    regular path (`kernel[grid](...)`)."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.arg_names = kernel.arg_names
+        self.regular_launches = 0
+
+    def __getitem__(self, grid):
+        self.regular_launches += 1
+        return self.kernel[grid]
+
+
+@pytest.fixture
+def counting_kernel(monkeypatch):
+    kernel = CountingKernel(base_router._eplb_map_and_record_kernel)
+    monkeypatch.setattr(base_router, "_eplb_map_and_record_kernel", kernel)
+    monkeypatch.setattr(base_router, "_compiled_map_and_record", {})
+    return kernel
+
+
+@needs_gpu
+def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
+    # Element counts Triton specializes differently (1, multiple of 16, other),
+    # both recording paths (4100 x 8 ids take the per-tile histogram), both
+    # id dtypes, and ids at an address not 16-byte aligned.
+    variants = [
+        (num_tokens, top_k, dtype, misaligned)
+        for num_tokens, top_k in ((1, 1), (1, 8), (2, 8), (37, 8), (4100, 8))
+        for dtype in (torch.int32, torch.int64)
+        for misaligned in (False, True)
+    ]
+    for repeat in range(3):
+        for index, (num_tokens, top_k, dtype, misaligned) in enumerate(variants):
+            ids, load, l2p, counts = random_case(
+                "cuda", num_tokens, top_k, dtype, seed=100 * repeat + index
+            )
+            if misaligned:
+                padded = torch.empty(ids.numel() + 1, dtype=dtype, device="cuda")
+                padded[1:] = ids.flatten()
+                ids = padded[1:].view(ids.shape)
+                assert ids.data_ptr() % 16 != 0
+            check_against_reference(ids, load, l2p, counts, record=repeat != 1)
+    # One regular launch per variant; every repeat launched directly.
+    assert counting_kernel.regular_launches == len(variants)
+    assert len(base_router._compiled_map_and_record) == len(variants)
+
+
+@needs_gpu
+def test_launch_hooks_see_every_launch(counting_kernel):
+    seen = []
+    runtime = triton.knobs.runtime
+    ids, load, l2p, counts = random_case("cuda", 64, 8, torch.int32, seed=9)
+    check_against_reference(ids, load, l2p, counts, record=True)
+    runtime.launch_enter_hook = seen.append
+    try:
+        for _ in range(2):
+            load.zero_()
+            check_against_reference(ids, load, l2p, counts, record=True)
+    finally:
+        runtime.launch_enter_hook = None
+    assert len(seen) == 2
+    assert counting_kernel.regular_launches == 3
+
+
+@needs_gpu
+def test_captured_direct_launch_replays_exactly(counting_kernel):
+    ids, load, l2p, counts = random_case("cuda", 512, 8, torch.int32, seed=11)
+    flag = torch.ones((), dtype=torch.bool, device="cuda")
+    out = eplb_map_and_record_triton(ids, load, l2p, counts, flag)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = eplb_map_and_record_triton(ids, load, l2p, counts, flag)
+    assert counting_kernel.regular_launches == 1
+    for seed, record in ((12, True), (13, False), (14, True)):
+        fresh, *_ = random_case("cuda", 512, 8, torch.int32, seed=seed)
+        ids.copy_(fresh)
+        flag.fill_(record)
+        before = load.clone()
+        expected_ids, expected_load = reference_map_and_record(
+            ids, before, l2p, counts, record
+        )
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out.cpu().to(torch.int64), expected_ids)
+        assert torch.equal(load.cpu().to(torch.int64), expected_load)
