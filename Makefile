@@ -48,7 +48,7 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-fork
+test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-fork demo-smoke
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
@@ -101,6 +101,27 @@ test-bases: engine
 bench-smoke:
 	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) benchmarks/kernels/benchmark_eplb_map_record.py \
 	  --smoke > $(CURDIR)/build/bench-smoke.txt && tail -3 $(CURDIR)/build/bench-smoke.txt
+
+# The EPLB demo (eplb_fork/demo.py): the installed fork's recording gate,
+# map+record kernel (Triton interpreter, CPU tensors) and default rebalance
+# policy on skewed synthetic MoE load, checked against the demo's own counts;
+# writes summary.txt and eplb_demo.png to build/demo. demo-smoke is its short
+# mode (3 rearrangements, well under a minute) and fails on a failed check.
+.PHONY: demo demo-smoke
+DEMO := $(FORK_TEST_ENV) $(FORK_PYTHON) -m eplb_fork.demo
+demo: .venv/.demo-installed
+	$(DEMO)
+
+demo-smoke: .venv/.demo-installed
+	$(DEMO) --short --out-dir build/demo-smoke > build/demo-smoke.log 2>&1 \
+	  || { cat build/demo-smoke.log; exit 1; }
+	sed -n '/^== summary/,$$p' build/demo-smoke.log
+
+# matplotlib for the demo's plot, into the fork's venv (gone with it).
+.venv/.demo-installed: requirements/demo.txt
+	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
+	$(FORK_PYTHON) -m pip install --quiet --progress-bar off -r requirements/demo.txt
+	touch $@
 
 lint-engine: engine
 	$(ENGINE_VENV)/bin/ruff check --no-cache eplb_fork series
