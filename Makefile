@@ -33,7 +33,7 @@ fork_ruff = files=$(call touched,$(1),$(2),*.py) && \
 	$(RUFF) check --no-cache -q $$files && $(RUFF) format --no-cache --check -q $$files
 BASE_TAG := $$(git describe --tags --abbrev=0 --match 'base/v*')
 
-.PHONY: fork patches apply install test test-bases test-drift test-roundtrip bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine
+.PHONY: fork patches apply install test test-bases test-drift test-roundtrip bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
 fork: engine
 	$(ENGINE) fork --install
@@ -44,11 +44,17 @@ patches: engine
 install: engine
 	$(ENGINE) install
 
+# A wheel of build/fork's HEAD (version 0.19.1+eplb.N) with vLLM's precompiled
+# extensions, nothing compiled, for `pip install build/wheel/vllm-*.whl` on a
+# GPU box. Builds in .venv (its CUDA torch), offline with the cached wheel.
+wheel: engine
+	$(ENGINE) wheel
+
 apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-fork demo-smoke
+test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-fork test-wheel demo-smoke
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
@@ -135,6 +141,24 @@ test-fork:
 	cd $(FORK) && tests=$(call cpu_tests,$(BASE_TAG),HEAD) && \
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1 && \
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests
+
+# The wheel as a GPU box installs it: `pip install` of the file alone in a
+# fresh venv (its requirements come from the index, here pip's cache); the
+# modules the series patches import from that venv at the series' version.
+# (Re)builds the wheel when build/wheel is not of build/fork's HEAD.
+WHEEL_VENV := build/wheel-venv
+test-wheel:
+	@test "$$(cat build/wheel/fork-head 2>/dev/null)" = "$$(git -C $(FORK) rev-parse HEAD 2>/dev/null)" \
+	  || { echo "build/wheel is not of build/fork's HEAD: make wheel"; $(MAKE) --no-print-directory wheel; }
+	rm -rf $(WHEEL_VENV) && $(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --progress-bar off build/wheel/vllm-*.whl > build/wheel-venv.log 2>&1 \
+	  || { tail -20 build/wheel-venv.log; exit 1; }
+	@echo "pip installed $$(ls build/wheel/vllm-*.whl) and $$(($$(grep '^Successfully installed' \
+	  build/wheel-venv.log | wc -w) - 3)) requirements"
+	$(WHEEL_VENV)/bin/pip check
+	cd build && version=$$(cd $(CURDIR)/$(FORK) && tag=$(BASE_TAG) && \
+	    echo "$${tag#base/v}+eplb.$$(git rev-list --count $$tag..HEAD)") && \
+	  CUDA_VISIBLE_DEVICES= $(CURDIR)/$(WHEEL_VENV)/bin/python -I $(CURDIR)/eplb_fork/wheel_check.py $$version
 
 # Upstream's checks: every Python file the series touches passes the fork's
 # own ruff configuration.

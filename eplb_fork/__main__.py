@@ -1,4 +1,4 @@
-"""Command line: `python -m eplb_fork {fork,patches,apply,install,changelog}`."""
+"""Command line: `python -m eplb_fork {fork,patches,apply,install,wheel}`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from eplb_fork.apply import (
     init_base_repo,
     tree_version,
 )
-from eplb_fork.base import fetch_sdist, fetch_wheel, pinned_release
+from eplb_fork.base import Release, fetch_sdist, fetch_wheel, pinned_release
 from eplb_fork.gittree import Repo
 from eplb_fork.series import load_series, series_author
 
@@ -45,6 +45,16 @@ class Step:
 
 def fork_version(release_version: str, patch_count: int) -> str:
     return f"{release_version}+eplb.{patch_count}"
+
+
+def _installed_version(release: Release, fork: Path, applied: int | None = None) -> str:
+    """The fork's version, for the editable install and the wheel: the
+    release, then the number of commits the series made on the base."""
+    if applied is None:
+        if not (fork / ".git").exists():
+            raise EngineError(f"no fork at {fork}: run 'make fork' first")
+        applied = int(Repo(fork).git("rev-list", "--count", f"{base_tag(release)}..HEAD"))
+    return fork_version(release.version, applied)
 
 
 def cmd_fork(args: argparse.Namespace) -> None:
@@ -76,11 +86,21 @@ def cmd_install(args: argparse.Namespace, applied: int | None = None) -> None:
 
     release = pinned_release(args.base)
     fork = Path(args.fork)
-    if applied is None:
-        applied = int(Repo(fork).git("rev-list", "--count", f"{base_tag(release)}..HEAD"))
+    version = _installed_version(release, fork, applied)
     with Step("install the fork"):
         wheel = fetch_wheel(release, _cache(args))
-        install_fork(fork, Path(args.venv), wheel, fork_version(release.version, applied))
+        install_fork(fork, Path(args.venv), wheel, version)
+
+
+def cmd_wheel(args: argparse.Namespace) -> None:
+    from eplb_fork.install import build_wheel
+
+    release = pinned_release(args.base)
+    fork = Path(args.fork)
+    version = _installed_version(release, fork)
+    with Step(f"wheel of the fork, vllm {version}"):
+        upstream = fetch_wheel(release, _cache(args))
+        build_wheel(fork, Path(args.venv), upstream, version, base_tag(release), Path(args.dest))
 
 
 def cmd_patches(args: argparse.Namespace) -> None:
@@ -111,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     fork.set_defaults(run=cmd_fork)
     sub.add_parser("install", help="install build/fork into the venv").set_defaults(run=cmd_install)
     sub.add_parser("patches", help="regenerate build/patches").set_defaults(run=cmd_patches)
+    wheel = sub.add_parser("wheel", help="a wheel of build/fork, precompiled binaries")
+    wheel.add_argument("--dest", default=str(BUILD / "wheel"))
+    wheel.set_defaults(run=cmd_wheel)
     apply = sub.add_parser("apply", help="apply the series to a git checkout")
     apply.add_argument("--tree", required=True)
     apply.add_argument("--branch", default="eplb-fastpath")
