@@ -25,6 +25,7 @@ import argparse
 import csv
 import inspect
 import linecache
+import statistics
 import subprocess
 import sys
 import time
@@ -154,15 +155,24 @@ def graph_time_us(call, calls_per_graph: int = 20, replays: int = 20) -> float:
     return start.elapsed_time(end) * 1000 / (replays * calls_per_graph)
 
 
-def host_time_us(call, calls: int, sync) -> float:
-    call()
-    sync()
-    started = time.perf_counter()
-    for _ in range(calls):
+def host_times_us(calls: dict, calls_per_round: int, rounds: int, sync) -> dict:
+    """Eager host time per call (Python + launch, not waiting for the GPU).
+    The callables take turns round by round, so a change in the host's speed
+    during the run hits all of them alike; each gets its median round."""
+    rounds_us: dict = {key: [] for key in calls}
+    for call in calls.values():
         call()
-    elapsed = time.perf_counter() - started
     sync()
-    return elapsed * 1e6 / calls
+    for _ in range(rounds):
+        for key, call in calls.items():
+            started = time.perf_counter()
+            for _ in range(calls_per_round):
+                call()
+            rounds_us[key].append(
+                (time.perf_counter() - started) * 1e6 / calls_per_round
+            )
+            sync()
+    return {key: statistics.median(times) for key, times in rounds_us.items()}
 
 
 def main() -> int:
@@ -207,21 +217,26 @@ def main() -> int:
         for routing in ("uniform", "skewed"):
             for num_tokens in tokens:
                 work = make_workload(shape, routing, num_tokens, device)
-                for name, fn in revisions.items():
-                    for record in (True, False):
-                        call = call_with_flag(fn, work, flags[record])
-                        row = {
+                calls = {
+                    (name, record): call_with_flag(fn, work, flags[record])
+                    for name, fn in revisions.items()
+                    for record in (True, False)
+                }
+                host_us = host_times_us(
+                    calls, 3 if args.smoke else 100, 1 if args.smoke else 7, sync
+                )
+                for (name, record), call in calls.items():
+                    rows.append(
+                        {
                             "shape": shape,
                             "routing": routing,
                             "tokens": num_tokens,
                             "revision": name,
                             "record": record,
-                            "host_us": host_time_us(
-                                call, 3 if args.smoke else 300, sync
-                            ),
+                            "host_us": host_us[name, record],
                             "graph_us": None if args.smoke else graph_time_us(call),
                         }
-                        rows.append(row)
+                    )
     print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
@@ -256,12 +271,15 @@ def print_table(rows: list[dict]) -> None:
                 )
         print(" | ".join(f"{c:>12}" for c in cells))
     if metric == "graph_us":
-        print(
-            "\nhost_us per eager call, recording on (fewest tokens, 256->288 uniform)"
-        )
+        print("\nhost_us per eager call, median over shapes, routings and sizes")
+        host = {
+            name: statistics.median(r["host_us"] for r in rows if r["revision"] == name)
+            for name in names
+        }
+        floor = host.get("empty")
         for name in names:
-            key = ("256->288", "uniform", rows[0]["tokens"], name, True)
-            print(f"  {name:>8}: {index[key]['host_us']:.1f}")
+            ratio = f" ({host[name] / floor:.2f}x empty)" if floor else ""
+            print(f"  {name:>10}: {host[name]:.1f}{ratio}")
 
 
 def plot(rows: list[dict], path: str) -> None:
