@@ -171,7 +171,8 @@ lint-fork: engine
 GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
 	vllm/distributed/eplb/eplb_state.py \
 	$(shell cd tests && ls kernels/moe/test_eplb_*.py | sed 's|^|tests/|') \
-	benchmarks/kernels/benchmark_eplb_map_record.py
+	benchmarks/kernels/benchmark_eplb_map_record.py \
+	benchmarks/kernels/benchmark_eplb_moe_layer.py
 ROUTER := vllm/model_executor/layers/fused_moe/router/base_router.py
 gpu-bundle:
 	rm -rf build/gpu && mkdir -p build/gpu/revisions && cd $(FORK) && \
@@ -179,6 +180,7 @@ gpu-bundle:
 	  git show base/v0.19.1:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
 	  git show "$$(git rev-parse ':/^\[EPLB\] Fuse expert mapping'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/pr.py && \
 	  git show "$$(git rev-parse ':/^\[EPLB\] Do not record padded'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/fixes.py && \
+	  git show "$$(git rev-parse ':/^\[EPLB\] Aggregate expert load'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/histogram.py && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
 engine: $(ENGINE_VENV)/.installed
