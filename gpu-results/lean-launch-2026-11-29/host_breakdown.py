@@ -61,7 +61,8 @@ kernel_args = dict(
 )
 args = list(kernel_args.values())
 router.eplb_map_and_record_triton(ids, load, l2p, counts, flag, real)
-compiled = next(iter(router._compiled_map_and_record.values()))
+(layer,) = router._layer_launches.values()
+compiled = next(iter(layer.compiled.values()))
 stream = triton.runtime.driver.active.get_current_stream(0)
 launch = (1, 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None)
 
@@ -71,8 +72,8 @@ rows = {
         *args, num_warps=4
     ),
     "map+record, compiled launcher alone": lambda: compiled.run(*launch, *args),
-    "_launch_map_and_record (key + launcher)": lambda: router._launch_map_and_record(
-        1, 4, **kernel_args
+    "_layer_launch (per-layer state lookup)": lambda: router._layer_launch(
+        load, l2p, counts, flag, real
     ),
     "torch.empty_like (the output)": lambda: torch.empty_like(ids),
     "torch.empty_like(dtype=...)": lambda: torch.empty_like(ids, dtype=torch.int64),
@@ -82,13 +83,16 @@ rows = {
 }
 measured = per_call_us(rows)
 # The same call with the launch replaced by nothing: the wrapper's own Python.
-router._launch_map_and_record = lambda *args, **kwargs: None
+router._launch_hooks_installed = lambda runtime: False
+compiled_run = type(compiled).run
+type(compiled).run = property(lambda self: lambda *args: None)
 measured |= per_call_us(
     {
-        "eplb_map_and_record_triton without the launch": lambda: (
+        "eplb_map_and_record_triton, launcher call stubbed": lambda: (
             router.eplb_map_and_record_triton(ids, load, l2p, counts, flag, real)
         )
     }
 )
+type(compiled).run = compiled_run
 for name, us in measured.items():
     print(f"{name:48s} {us:7.2f} us")

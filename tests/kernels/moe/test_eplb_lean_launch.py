@@ -126,7 +126,6 @@ class CountingKernel:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.arg_names = kernel.arg_names
         self.regular_launches = 0
 
     def __getitem__(self, grid):
@@ -138,8 +137,66 @@ class CountingKernel:
 def counting_kernel(monkeypatch):
     kernel = CountingKernel(base_router._eplb_map_and_record_kernel)
     monkeypatch.setattr(base_router, "_eplb_map_and_record_kernel", kernel)
-    monkeypatch.setattr(base_router, "_compiled_map_and_record", {})
+    monkeypatch.setattr(base_router, "_layer_launches", {})
     return kernel
+
+
+class Layer:
+    """One MoE layer's EPLB tensors, passed unchanged on every call as the
+    router does; each call's ids are new."""
+
+    def __init__(self, device):
+        _, self.load, self.l2p, self.counts = random_case(device, 1, 1, torch.int32, 0)
+        self.flag = torch.ones((), dtype=torch.bool, device=device)
+
+    def check(self, ids, record: bool, out_dtype=None):
+        self.flag.fill_(record)
+        before = self.load.clone()
+        expected_ids, expected_load = reference_map_and_record(
+            ids, before, self.l2p, self.counts, record
+        )
+        out = eplb_map_and_record_triton(
+            ids, self.load, self.l2p, self.counts, self.flag, out_dtype=out_dtype
+        )
+        assert out.dtype == (ids.dtype if out_dtype is None else out_dtype)
+        torch.testing.assert_close(
+            out.cpu().to(torch.int64), expected_ids, rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            self.load.cpu().to(torch.int64), expected_load, rtol=0, atol=0
+        )
+        return out
+
+
+def fresh_ids(num_tokens, top_k, dtype, seed, device="cuda"):
+    return random_case(device, num_tokens, top_k, dtype, seed)[0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_replaced_layer_tensors_are_not_served_stale(device, counting_kernel):
+    """A layer whose map is swapped for another tensor (another dtype, so
+    another compiled kernel) must not reuse what was derived for the old one."""
+    layer = Layer(device)
+    ids = fresh_ids(50, 8, torch.int32, seed=21, device=device)
+    layer.check(ids, record=True)
+    layer.check(ids, record=True)
+    layer.l2p = layer.l2p.to(torch.int32)
+    layer.counts = layer.counts.to(torch.int32)
+    layer.check(ids, record=True)
+    layer.check(ids, record=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_non_contiguous_load_view_is_refused(device, counting_kernel):
+    layer = Layer(device)
+    strided = torch.zeros(2 * layer.load.numel(), dtype=torch.int32, device=device)
+    ids = fresh_ids(4, 2, torch.int32, seed=1, device=device)
+    with pytest.raises(ValueError, match="contiguous"):
+        eplb_map_and_record_triton(
+            ids, strided[::2], layer.l2p, layer.counts, layer.flag
+        )
+    assert counting_kernel.regular_launches == 0
+    assert int(strided.abs().sum()) == 0
 
 
 @needs_gpu
@@ -147,7 +204,8 @@ def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
     # Element counts Triton specializes differently (1, multiple of 16, other;
     # 37 x 4 differs from 1 x 8 in top_k, as both launch one 256-id tile),
     # both recording paths (4100 x 8 ids take the per-tile histogram), both
-    # id dtypes, and ids at an address not 16-byte aligned.
+    # id and output dtypes, and ids at an address not 16-byte aligned.
+    layer = Layer("cuda")
     variants = [
         (num_tokens, top_k, dtype, misaligned)
         for num_tokens, top_k in ((1, 1), (1, 8), (2, 8), (37, 4), (4100, 8))
@@ -156,55 +214,54 @@ def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
     ]
     for repeat in range(3):
         for index, (num_tokens, top_k, dtype, misaligned) in enumerate(variants):
-            ids, load, l2p, counts = random_case(
-                "cuda", num_tokens, top_k, dtype, seed=100 * repeat + index
-            )
+            ids = fresh_ids(num_tokens, top_k, dtype, seed=100 * repeat + index)
             if misaligned:
                 padded = torch.empty(ids.numel() + 1, dtype=dtype, device="cuda")
                 padded[1:] = ids.flatten()
                 ids = padded[1:].view(ids.shape)
                 assert ids.data_ptr() % 16 != 0
-            check_against_reference(ids, load, l2p, counts, record=repeat != 1)
+            out_dtype = torch.int64 if index % 3 == 0 else None
+            layer.check(ids, record=repeat != 1, out_dtype=out_dtype)
     # Aligned variants: one regular launch each, then direct. Misaligned ids
     # (a specialization the cache does not track) always take the regular path.
     aligned = sum(not misaligned for *_, misaligned in variants)
     misaligned = len(variants) - aligned
     assert counting_kernel.regular_launches == aligned + 3 * misaligned
-    assert len(base_router._compiled_map_and_record) == aligned
+    (state,) = base_router._layer_launches.values()
+    assert len(state.compiled) == aligned
 
 
 @needs_gpu
 def test_launch_hooks_see_every_launch(counting_kernel, monkeypatch):
     seen = []
-    ids, load, l2p, counts = random_case("cuda", 64, 8, torch.int32, seed=9)
-    check_against_reference(ids, load, l2p, counts, record=True)
+    layer = Layer("cuda")
+    ids = fresh_ids(64, 8, torch.int32, seed=9)
+    layer.check(ids, record=True)
     monkeypatch.setattr(triton.knobs.runtime, "launch_enter_hook", seen.append)
     for _ in range(2):
-        load.zero_()
-        check_against_reference(ids, load, l2p, counts, record=True)
+        layer.check(ids, record=True)
     assert len(seen) == 2
     assert counting_kernel.regular_launches == 3
 
 
 @needs_gpu
 def test_captured_direct_launch_replays_exactly(counting_kernel):
-    ids, load, l2p, counts = random_case("cuda", 512, 8, torch.int32, seed=11)
-    flag = torch.ones((), dtype=torch.bool, device="cuda")
-    out = eplb_map_and_record_triton(ids, load, l2p, counts, flag)
+    layer = Layer("cuda")
+    ids = fresh_ids(512, 8, torch.int32, seed=11)
+    args = (ids, layer.load, layer.l2p, layer.counts, layer.flag)
+    eplb_map_and_record_triton(*args)
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = eplb_map_and_record_triton(ids, load, l2p, counts, flag)
+        out = eplb_map_and_record_triton(*args)
     assert counting_kernel.regular_launches == 1
     for seed, record in ((12, True), (13, False), (14, True)):
-        fresh, *_ = random_case("cuda", 512, 8, torch.int32, seed=seed)
-        ids.copy_(fresh)
-        flag.fill_(record)
-        before = load.clone()
+        ids.copy_(fresh_ids(512, 8, torch.int32, seed=seed))
+        layer.flag.fill_(record)
         expected_ids, expected_load = reference_map_and_record(
-            ids, before, l2p, counts, record
+            ids, layer.load.clone(), layer.l2p, layer.counts, record
         )
         graph.replay()
         torch.cuda.synchronize()
         assert torch.equal(out.cpu().to(torch.int64), expected_ids)
-        assert torch.equal(load.cpu().to(torch.int64), expected_load)
+        assert torch.equal(layer.load.cpu().to(torch.int64), expected_load)
