@@ -43,6 +43,21 @@ The output is allocated in the index dtype the router hands on
 (`out_dtype`, which BaseRouter passes from its indices-type getter), and
 the kernel stores in that dtype: `_convert_indices_dtype` no longer copies
 the mapped ids. The kernel reads ids in their own dtype, as before.
+
+Measured with benchmarks/kernels/benchmark_eplb_map_record.py on an H200
+(eager host time per call, median over both shapes, both routings, 1 to
+32768 tokens, recording on and off; revisions interleaved in one run):
+
+  revision                          us     x empty Triton launch
+  PR #36261 kernel                  35.2   2.06
+  per-tile histogram (previous)     48.1   2.82
+  this                              23.1   1.36
+  empty Triton launch               17.0   1.00
+
+Of this patch's 18.8 us in a breakdown run, the compiled kernel's
+launcher takes 8.4 and allocating the output 3.4; the rest is the
+wrapper's Python (per-layer lookup 0.5). CUDA-graph replay time is
+unchanged (within 0.03 us of the previous commit at every size).
 """
 ORIGIN = "vendor"
 DATE = "2026-11-29T15:10:00+00:00"

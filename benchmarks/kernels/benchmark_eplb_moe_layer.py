@@ -14,8 +14,9 @@ on its tokens is that rank's work without the all-to-all: a conservative
 denominator.
 
 Reported per model shape, tokens, revision and recording on/off: the layer
-forward (us), the map+record call alone captured the same way (us), and
-its share of the layer.
+forward (us), the map+record call alone captured the same way (us), its
+share of the layer, and its share of the expert GEMMs' FLOP floor at the
+GPU's peak (a layer with perfect kernels: the strictest denominator).
 
     python benchmarks/kernels/benchmark_eplb_moe_layer.py --csv layer.csv
     python benchmarks/kernels/benchmark_eplb_moe_layer.py \\
@@ -164,6 +165,13 @@ class MoELayer:
         return call_with_flag(map_and_record, self.eplb, flag)
 
 
+def layer_flops(shape: LayerShape, tokens: int) -> float:
+    """The expert GEMMs' FLOPs (routed pairs and shared experts): a layer
+    can take no less than this at the GPU's peak, whatever its kernels."""
+    per_pair = 2 * 3 * shape.hidden * shape.intermediate
+    return per_pair * tokens * (shape.top_k + shape.shared_experts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fork", default=".", help="git checkout of the fork")
@@ -173,6 +181,12 @@ def main() -> int:
     parser.add_argument("--tokens", default=",".join(map(str, TOKENS)))
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run")
     parser.add_argument("--csv", help="write the rows here")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=989.0,
+        help="dense bf16 peak for the FLOP floor (H200: 989)",
+    )
     args = parser.parse_args()
 
     pairs = [r.split("=", 1) for r in args.revision] or list(DEFAULT_REVISIONS.items())
@@ -221,7 +235,9 @@ def main() -> int:
                         expected = num_tokens * shape.top_k if record else 0
                         recorded = int(layer.eplb.load.sum())
                         assert recorded == expected, (name, record, recorded)
-                    row.update(layer_us=None, eplb_us=None, share=None)
+                    row.update(
+                        layer_us=None, eplb_us=None, share=None, floor_share=None
+                    )
                 else:
                     row["layer_us"] = graph_time_us(
                         forward, calls_per_graph=1, replays=10
@@ -230,6 +246,8 @@ def main() -> int:
                         graph_time_us(layer.map_record_call(fn, flag)) if fn else 0.0
                     )
                     row["share"] = row["eplb_us"] / row["layer_us"]
+                    floor_us = layer_flops(shape, num_tokens) / args.peak_tflops / 1e6
+                    row["floor_share"] = row["eplb_us"] / floor_us
                 rows.append(row)
             del layer
             if device == "cuda":
@@ -245,14 +263,18 @@ def main() -> int:
 
 def print_table(rows: list[dict]) -> None:
     head = ("model", "tokens", "revision", "record", "layer us", "eplb us", "share")
-    print("{:<15}{:>7}  {:<10}{:<7}{:>10}{:>9}{:>8}".format(*head))
+    print(
+        "{:<15}{:>7}  {:<10}{:<7}{:>10}{:>9}{:>8}".format(*head)
+        + "  share of the GEMM FLOP floor"
+    )
     for r in rows:
         key = f"{r['model']:<15}{r['tokens']:>7}  {r['revision']:<10}"
         key += f"{str(r['record']):<7}"
         if r["layer_us"] is None:
             print(key + "  (smoke: not timed)")
         else:
-            print(key + f"{r['layer_us']:>10.1f}{r['eplb_us']:>9.2f}{r['share']:>8.2%}")
+            timed = f"{r['layer_us']:>10.1f}{r['eplb_us']:>9.2f}{r['share']:>8.2%}"
+            print(key + timed + f"  {r['floor_share']:>8.2%}")
 
 
 if __name__ == "__main__":
