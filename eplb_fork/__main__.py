@@ -19,7 +19,7 @@ from eplb_fork.apply import (
 )
 from eplb_fork.base import Release, fetch_sdist, fetch_wheel, pinned_release
 from eplb_fork.gittree import Repo
-from eplb_fork.series import load_series, series_author
+from eplb_fork.series import changelog, load_series, series_author, with_changelog
 
 BUILD = REPO_ROOT / "build"
 
@@ -118,6 +118,19 @@ def cmd_apply(args: argparse.Namespace) -> None:
     apply_series(repo, load_series(), series_author(), branch=args.branch, base_version=version)
 
 
+def cmd_changelog(args: argparse.Namespace) -> None:
+    readme = REPO_ROOT / "README.md"
+    current = readme.read_text()
+    updated = with_changelog(current, changelog(load_series()))
+    if args.check:
+        if updated != current:
+            raise EngineError("README.md's series table is out of date: run `make changelog`")
+        print("README.md's series table matches series/series")
+        return
+    readme.write_text(updated)
+    print(f"wrote the series table ({len(load_series())} patches) into README.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eplb_fork", description=__doc__)
     parser.add_argument("--base", help="base vLLM version (default: requirements/base.toml)")
@@ -134,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     wheel = sub.add_parser("wheel", help="a wheel of build/fork, precompiled binaries")
     wheel.add_argument("--dest", default=str(BUILD / "wheel"))
     wheel.set_defaults(run=cmd_wheel)
+    log = sub.add_parser("changelog", help="the series table in README.md, from series/series")
+    log.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    log.set_defaults(run=cmd_changelog)
     apply = sub.add_parser("apply", help="apply the series to a git checkout")
     apply.add_argument("--tree", required=True)
     apply.add_argument("--branch", default="eplb-fastpath")
