@@ -108,9 +108,12 @@ test-bases: engine
 	test $$(grep -c "upstream in v0.20.0 .*\[EPLB\]" build/base-0.20.0.log) -eq 3
 
 # The benchmark's CPU mode under the interpreter: it runs, nothing is timed.
+# The layer benchmark's smoke run checks the load each revision records.
 bench-smoke:
 	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) benchmarks/kernels/benchmark_eplb_map_record.py \
 	  --smoke > $(CURDIR)/build/bench-smoke.txt && tail -3 $(CURDIR)/build/bench-smoke.txt
+	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) benchmarks/kernels/benchmark_eplb_moe_layer.py \
+	  --smoke > $(CURDIR)/build/bench-layer-smoke.txt && tail -2 $(CURDIR)/build/bench-layer-smoke.txt
 
 # The EPLB demo (eplb_fork/demo.py): the installed fork's recording gate,
 # map+record kernel (Triton interpreter, CPU tensors) and default rebalance
