@@ -26,7 +26,6 @@ GPU's peak (a layer with perfect kernels: the strictest denominator).
 """
 
 import argparse
-import csv
 import inspect
 import sys
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from benchmark_eplb_map_record import (  # noqa: E402
     graph_time_us,
     load_revision,
     revision_source,
+    write_csv,
 )
 
 TOKENS = [2048, 4096, 8192, 16384, 32768]
@@ -254,10 +254,7 @@ def main() -> int:
                 torch.cuda.empty_cache()
     print_table(rows)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
     return 0
 
 
