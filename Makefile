@@ -33,7 +33,7 @@ fork_ruff = files=$(call touched,$(1),$(2),*.py) && \
 	$(RUFF) check --no-cache -q $$files && $(RUFF) format --no-cache --check -q $$files
 BASE_TAG := $$(git describe --tags --abbrev=0 --match 'base/v*')
 
-.PHONY: fork patches changelog apply install test test-bases test-drift test-roundtrip bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
+.PHONY: fork patches changelog apply install test test-bases test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
 fork: engine
 	$(ENGINE) fork --install
@@ -58,7 +58,7 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-drift test-roundtrip bench-smoke test-wheel demo-smoke test-fork
+test: test-engine lint-fork test-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-fork
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
@@ -79,6 +79,23 @@ test-drift: engine
 	  PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests \
 	    > $(CURDIR)/build/drift-tests.log 2>&1; \
 	  status=$$?; tail -1 $(CURDIR)/build/drift-tests.log; exit $$status
+
+# Every commit of the series as a reviewer bisecting meets it: the files it
+# touches pass the fork's ruff and byte-compile, and the tests it adds or
+# edits pass at that commit (on the installed fork's compiled extensions).
+test-bisect:
+	rm -rf build/bisect && git clone -q $(FORK) build/bisect
+	cp $(FORK)/vllm/*.so $(FORK)/vllm/_version.py build/bisect/vllm/
+	cd build/bisect && for c in $$(git rev-list --reverse $(BASE_TAG)..HEAD); do \
+	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
+	  $(call fork_ruff,$$c~1,$$c) && $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files \
+	    || exit 1; \
+	  tests=$(call cpu_tests,$$c~1,$$c); \
+	  if [ -n "$$tests" ]; then \
+	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests \
+	      > $(CURDIR)/build/bisect-tests.log 2>&1 || { tail -30 $(CURDIR)/build/bisect-tests.log; exit 1; }; \
+	    tail -1 $(CURDIR)/build/bisect-tests.log; fi; \
+	done
 
 # What goes to review reproduces the fork: `git am build/patches/*` on the
 # base gives HEAD's tree.
