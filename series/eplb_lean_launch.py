@@ -49,15 +49,16 @@ Measured with benchmarks/kernels/benchmark_eplb_map_record.py on an H200
 32768 tokens, recording on and off; revisions interleaved in one run):
 
   revision                          us     x empty Triton launch
-  PR #36261 kernel                  35.2   2.06
-  per-tile histogram (previous)     48.1   2.82
-  this                              23.1   1.36
-  empty Triton launch               17.0   1.00
+  PR #36261 kernel                  37.4   1.97
+  per-tile histogram (previous)     50.4   2.65
+  this                              23.7   1.25
+  empty Triton launch               19.0   1.00
 
-Of this patch's 18.8 us in a breakdown run, the compiled kernel's
-launcher takes 8.4 and allocating the output 3.4; the rest is the
-wrapper's Python (per-layer lookup 0.5). CUDA-graph replay time is
-unchanged (within 0.03 us of the previous commit at every size).
+Of this patch's 15.0 us in a breakdown run (an empty launch took 12.1 us
+there), the compiled kernel's launcher takes 6.8 and allocating the output
+2.2; the rest is the wrapper's Python (the per-layer lookup 0.3). CUDA-graph
+replay time is unchanged (within 0.03 us of the previous commit at every
+size).
 """
 ORIGIN = "vendor"
 DATE = "2026-11-29T15:10:00+00:00"
@@ -100,7 +101,9 @@ class _LayerLaunch:
         self.shapes = (replicas.shape[0], l2p.shape[1], load.shape[0])
         bins = triton.next_power_of_2(load.shape[0] + 1)
         self.histogram_bins = bins if bins <= MAX_HISTOGRAM_BINS else 0
-        self.compiled: dict[tuple, object] = {}
+        # Per launch variant: the compiled kernel's launcher, function and
+        # metadata, and the driver's current-stream getter.
+        self.compiled: dict[tuple, tuple] = {}
 
     def serves(self, load, l2p, replicas, flag, real_tokens) -> bool:
         refs = self.refs
@@ -198,12 +201,12 @@ def eplb_map_and_record_triton(
     direct = (
         layer.direct and (ids.data_ptr() | out.data_ptr()) % 16 == 0 and numel < 2**31
     )
-    compiled = layer.compiled.get(variant) if direct else None
-    if compiled is not None and not _launch_hooks_installed(triton.knobs.runtime):
-        stream = triton.runtime.driver.active.get_current_stream(layer.device)
-        launch = (grid, 1, 1, stream, compiled.function, compiled.packed_metadata)
+    launcher = layer.compiled.get(variant) if direct else None
+    if launcher is not None and not _launch_hooks_installed(triton.knobs.runtime):
+        run, function, metadata, current_stream = launcher
+        stream = current_stream(layer.device)
         # No launch metadata, no enter/exit hooks: none are installed.
-        compiled.run(*launch, None, None, None, *args)
+        run(grid, 1, 1, stream, function, metadata, None, None, None, *args)
         return out
     compiled = _eplb_map_and_record_kernel[(grid,)](*args, num_warps=num_warps)
     # Under the interpreter, or on a Triton without this launcher interface,
@@ -211,7 +214,9 @@ def eplb_map_and_record_triton(
     if direct and all(
         hasattr(compiled, a) for a in ("run", "function", "packed_metadata")
     ):
-        layer.compiled[variant] = compiled
+        current_stream = triton.runtime.driver.active.get_current_stream
+        launch = (compiled.run, compiled.function, compiled.packed_metadata)
+        layer.compiled[variant] = (*launch, current_stream)
     return out
 '''
 
