@@ -15,7 +15,6 @@ A missing anchor raises `AnchorMissing` naming the anchor and the file.
 from __future__ import annotations
 
 import ast
-import inspect
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,13 +48,7 @@ class Tree(Protocol):
 
 
 def _shape(code: str) -> str:
-    tree = ast.parse(textwrap.dedent(code))
-    # A docstring's continuation lines carry its block's indentation.
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            if isinstance(node.value.value, str):
-                node.value.value = inspect.cleandoc(node.value.value)
-    return ast.dump(tree)
+    return ast.dump(ast.parse(textwrap.dedent(code)))
 
 
 _EMPTY = cst.Module(body=[])
