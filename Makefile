@@ -167,14 +167,23 @@ test-fork:
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests
 
 # The wheel as a GPU box installs it: `pip install` of the file alone in a
-# fresh venv (its requirements come from the index, here pip's cache); the
-# modules the series patches import from that venv at the series' version.
-# (Re)builds the wheel when build/wheel is not of build/fork's HEAD.
+# fresh venv, its requirements resolved from the index; the modules the
+# series patches import from that venv at the series' version. The venv
+# starts with torch's CUDA stack (torch, triton, nvidia-*: 7 GB, the exact
+# torch vLLM pins) hard-linked from .venv, as a GPU box has it already:
+# without it the check needs 11 GB more disk. (Re)builds the wheel when
+# build/wheel is not of build/fork's HEAD.
 WHEEL_VENV := build/wheel-venv
-test-wheel:
+WHEEL_VENV_FREE_GB := 8
+test-wheel: engine
 	@test "$$(cat build/wheel/fork-head 2>/dev/null)" = "$$(git -C $(FORK) rev-parse HEAD 2>/dev/null)" \
 	  || { echo "build/wheel is not of build/fork's HEAD: make wheel"; $(MAKE) --no-print-directory wheel; }
-	rm -rf $(WHEEL_VENV) && $(PYTHON) -m venv $(WHEEL_VENV)
+	rm -rf $(WHEEL_VENV)
+	@free=$$(df -Pk build | awk 'NR == 2 { print int($$4 / 1048576) }'); \
+	  test "$$free" -ge $(WHEEL_VENV_FREE_GB) || { \
+	    echo "test-wheel needs about $(WHEEL_VENV_FREE_GB) GB free under build/; $$free GB are"; exit 1; }
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(ENGINE) link --into $(WHEEL_VENV) torch
 	$(WHEEL_VENV)/bin/pip install --progress-bar off build/wheel/vllm-*.whl > build/wheel-venv.log 2>&1 \
 	  || { tail -20 build/wheel-venv.log; exit 1; }
 	@echo "pip installed $$(ls build/wheel/vllm-*.whl) and $$(($$(grep '^Successfully installed' \
@@ -183,7 +192,6 @@ test-wheel:
 	cd build && version=$$(cd $(CURDIR)/$(FORK) && tag=$(BASE_TAG) && \
 	    echo "$${tag#base/v}+eplb.$$(git rev-list --count $$tag..HEAD)") && \
 	  CUDA_VISIBLE_DEVICES= $(CURDIR)/$(WHEEL_VENV)/bin/python -I $(CURDIR)/eplb_fork/wheel_check.py $$version
-	# 11 GB of CUDA packages: gone once checked.
 	rm -rf $(WHEEL_VENV)
 
 # Upstream's checks: every Python file the series touches passes the fork's

@@ -1,4 +1,4 @@
-"""Command line: `python -m eplb_fork {fork,install,patches,wheel,changelog,apply}`."""
+"""Command line: `python -m eplb_fork {fork,install,patches,wheel,link,changelog,apply}`."""
 
 from __future__ import annotations
 
@@ -103,6 +103,14 @@ def cmd_wheel(args: argparse.Namespace) -> None:
         build_wheel(fork, Path(args.venv), upstream, version, base_tag(release), Path(args.dest))
 
 
+def cmd_link(args: argparse.Namespace) -> None:
+    from eplb_fork.install import link_distributions
+
+    linked = link_distributions(Path(args.venv), Path(args.into), args.roots)
+    print(f"linked {len(linked)} distributions from {args.venv} into {args.into}: "
+          f"{', '.join(linked)}")  # fmt: skip
+
+
 def cmd_patches(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
     exported = export_patches(Repo(Path(args.fork)), release, Path(args.patches))
@@ -141,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     wheel = sub.add_parser("wheel", help="a wheel of build/fork, precompiled binaries")
     wheel.add_argument("--dest", default=str(BUILD / "wheel"))
     wheel.set_defaults(run=cmd_wheel)
+    link = sub.add_parser(
+        "link", help="hard-link installed distributions (with their requirements) into a venv"
+    )
+    link.add_argument("--into", required=True, help="the venv that gets them")
+    link.add_argument("roots", nargs="+", help="distribution names, e.g. torch")
+    link.set_defaults(run=cmd_link)
     sub.add_parser(
         "changelog", help="the series table in README.md, from series/series"
     ).set_defaults(run=cmd_changelog)
