@@ -336,6 +336,41 @@ def ensure_import(src: PythonFile, code: str) -> None:
     src.set_block(src.module, body)
 
 
+def import_names(src: PythonFile, module: str, *names: str) -> None:
+    """Add `names` to the module-level `from module import ...`, in isort's
+    order (constants, classes, then the rest), one per line as ruff formats
+    a parenthesized import."""
+
+    def imports_from_module(node: cst.CSTNode) -> bool:
+        return (
+            isinstance(node, cst.SimpleStatementLine)
+            and isinstance(node.body[0], cst.ImportFrom)
+            and node.body[0].module is not None
+            and not node.body[0].relative
+            and _code(node.body[0].module) == module
+            and not isinstance(node.body[0].names, cst.ImportStar)
+        )
+
+    body = list(src.module.body)
+    at = next((i for i, node in enumerate(body) if imports_from_module(node)), None)
+    if at is None:
+        raise AnchorMissing(f"`from {module} import ...`", src.path)
+    present = [
+        _code(alias.name) + (f" as {_code(alias.asname.name)}" if alias.asname else "")
+        for alias in body[at].body[0].names  # type: ignore[attr-defined]
+    ]
+    if all(name in present for name in names):
+        return
+
+    def isort_key(name: str) -> tuple[int, str]:
+        return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+    merged = sorted({*present, *names}, key=isort_key)
+    code = f"from {module} import (\n" + "".join(f"    {n},\n" for n in merged) + ")\n"
+    body[at] = parse_statements(code)[0].with_changes(leading_lines=body[at].leading_lines)
+    src.set_block(src.module, body)
+
+
 def _already_there(body: Sequence[cst.CSTNode], at: int, new: list[cst.CSTNode]) -> bool:
     window = body[at : at + len(new)]
     return (
@@ -507,6 +542,21 @@ def add_parameter(
     params.insert(at, new)
     new_params = node.params.with_changes(params=params)  # type: ignore[attr-defined]
     src.replace(node, node.with_changes(params=new_params))
+
+
+def replace_decorator(src: PythonFile, function: str, old: str, new: str) -> None:
+    """Swap `function`'s decorator `@old` for `@new` (a function already
+    decorated with `@new` is left alone)."""
+    node = src.find(function)
+    decorators = list(node.decorators)  # type: ignore[attr-defined]
+    shapes = [_shape(_code(d.decorator)) for d in decorators]
+    if _shape(new) in shapes:
+        return
+    if _shape(old) not in shapes:
+        raise AnchorMissing(f"{function} decorator `@{old}`", src.path)
+    at = shapes.index(_shape(old))
+    decorators[at] = decorators[at].with_changes(decorator=cst.parse_expression(new))
+    src.replace(node, node.with_changes(decorators=decorators))
 
 
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:

@@ -14,8 +14,10 @@ from eplb_fork.codemod import (
     add_parameter,
     constrain_field,
     if_block,
+    import_names,
     insert_after,
     python_file,
+    replace_decorator,
     replace_statement,
     statement,
 )
@@ -146,3 +148,41 @@ def test_add_parameter_before_a_name_and_at_the_end():
     out = edited(source, edit)
     assert "    b,\n    top_k,\n    BLOCK: int,\n    extra: int | None = None,\n):" in out
     assert edited(out, edit) == out
+
+
+KERNEL = """\
+@other
+@triton.jit
+def kernel(x):
+    pass
+"""
+
+
+def test_replace_decorator_keeps_the_others_and_is_idempotent():
+    new = "triton.jit(do_not_specialize=['x'])"
+    once = edited(KERNEL, lambda src: replace_decorator(src, "kernel", "triton.jit", new))
+    assert once == KERNEL.replace("@triton.jit", f"@{new}")
+    assert edited(once, lambda src: replace_decorator(src, "kernel", "triton.jit", new)) == once
+    with pytest.raises(AnchorMissing, match="kernel decorator `@numba.jit`"):
+        edited(KERNEL, lambda src: replace_decorator(src, "kernel", "numba.jit", new))
+
+
+IMPORTS = """\
+# SPDX
+from vllm.distributed import (
+    get_ep_group,
+    tensor_model_parallel_all_reduce,
+)
+from vllm.logger import init_logger
+"""
+
+
+def test_import_names_merges_in_isort_order_once():
+    add = lambda src: import_names(src, "vllm.distributed", "get_dp_group", "GROUP")  # noqa: E731
+    once = edited(IMPORTS, add)
+    assert once == IMPORTS.replace(
+        "(\n    get_ep_group,", "(\n    GROUP,\n    get_dp_group,\n    get_ep_group,"
+    )
+    assert edited(once, add) == once
+    with pytest.raises(AnchorMissing, match="`from vllm.config import ...`"):
+        edited(IMPORTS, lambda src: import_names(src, "vllm.config", "x"))

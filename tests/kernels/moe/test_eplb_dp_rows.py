@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: Copyright contributors to the vLLM project
+"""Under data parallelism each rank records only its own real tokens.
+
+Every rank of one data-parallel MoE step is simulated on one device: the
+rows its router sees (a gather of every rank's padded block, a sequence-
+parallel slice, DP chunks), the window DefaultMoERunner sets for it (with
+the rank's groups and forward context faked), and the map+record kernel
+with the rank's real-token count. The load summed over ranks must equal a
+bincount of the physical ids of the real tokens, each counted once.
+"""
+
+import os
+from contextlib import nullcontext
+from types import MethodType, SimpleNamespace
+
+import pytest
+import torch
+
+import vllm.model_executor.layers.fused_moe.runner.default_moe_runner as moe_runner
+from vllm.model_executor.layers.fused_moe.router.base_router import (
+    eplb_map_and_record_triton,
+)
+
+DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
+    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
+)
+NUM_LOGICAL = 12
+TOP_K = 4
+
+
+def redundant_map(device: str):
+    """12 logical experts on 18 physical slots (six with two replicas)."""
+    physical_to_logical = list(range(NUM_LOGICAL)) + list(range(0, NUM_LOGICAL, 2))
+    l2p = torch.full((NUM_LOGICAL, 2), -1, dtype=torch.int64)
+    counts = torch.zeros(NUM_LOGICAL, dtype=torch.int64)
+    for physical, logical in enumerate(physical_to_logical):
+        l2p[logical, counts[logical]] = physical
+        counts[logical] += 1
+    return l2p.to(device), counts.to(device), len(physical_to_logical)
+
+
+def routing(num_rows: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.rand(num_rows, NUM_LOGICAL, generator=gen)
+    return scores.topk(TOP_K, dim=-1).indices.to(torch.int32)
+
+
+class Rank:
+    """One rank's DefaultMoERunner: its real forward_impl, forward_impl_chunked
+    and _set_eplb_counted_rows, everything around routing faked. Hidden
+    states carry each row's index; `routed` keeps, per routing, the rows the
+    router saw and the window it was given."""
+
+    def __init__(self, monkeypatch, *, naive, sp=False, dp_rank=0, ep_rank=0,
+                 tp_rank=0, sizes=None, gathered_rows=None, chunk=None,
+                 longest=None):  # fmt: skip
+        self.routed = []
+        runner = SimpleNamespace(
+            moe_config=SimpleNamespace(
+                moe_parallel_config=SimpleNamespace(enable_eplb=True),
+                is_sequence_parallel=sp,
+                sp_size=2 if sp else 1,
+                max_num_tokens=chunk,
+            ),
+            do_naive_dispatch_combine=naive,
+            router=SimpleNamespace(eplb_counted_rows=None),
+            has_separate_shared_experts=False,
+            use_dp_chunking=chunk is not None,
+            shared_experts=None,
+            shared_experts_stream=None,
+            batched_hidden_states=None,
+            batched_router_logits=None,
+        )
+        runner._maybe_setup_shared_experts_stream = lambda *args: None
+        runner._maybe_gate = lambda hidden_states, logits: logits
+        # The gather: every rank's block, this rank's at its place in it.
+        runner._maybe_dispatch = lambda layer, hidden_states, logits: (
+            (gathered_rows, gathered_rows) if naive else (hidden_states, logits)
+        )
+        runner._apply_quant_method = self._route
+        runner._maybe_combine = lambda shared, hidden_states: hidden_states
+        runner._allocate_dp_chunking_outputs = lambda hidden, logits: (
+            None,
+            torch.empty_like(hidden),
+        )
+        runner._slice_and_copy_input = lambda out, orig, start, end: orig[start:end]
+        runner._set_eplb_counted_rows = MethodType(
+            moe_runner.DefaultMoERunner._set_eplb_counted_rows, runner
+        )
+        self.runner = runner
+        metadata = SimpleNamespace(
+            get_chunk_sizes_across_dp_rank=lambda: sizes,
+            max_tokens_across_dp_cpu=longest,
+            chunked_sizes=lambda *args: nullcontext(),
+        )
+        context = SimpleNamespace(dp_metadata=metadata)
+        dp_group = SimpleNamespace(rank_in_group=dp_rank)
+        ep_group = SimpleNamespace(rank_in_group=ep_rank)
+        monkeypatch.setattr(moe_runner, "get_forward_context", lambda: context)
+        monkeypatch.setattr(moe_runner, "get_dp_group", lambda: dp_group)
+        monkeypatch.setattr(moe_runner, "get_ep_group", lambda: ep_group)
+        monkeypatch.setattr(
+            moe_runner, "get_tensor_model_parallel_rank", lambda: tp_rank
+        )
+
+    def _route(self, layer, hidden_states, router_logits, shared_input, **kwargs):
+        rows = hidden_states[:, 0].long()
+        self.routed.append((rows, self.runner.router.eplb_counted_rows))
+        return None, hidden_states
+
+    def forward(self, num_rows: int):
+        rows = torch.arange(num_rows, dtype=torch.float32)[:, None]
+        method = (
+            moe_runner.DefaultMoERunner.forward_impl_chunked
+            if self.runner.use_dp_chunking
+            else moe_runner.DefaultMoERunner.forward_impl
+        )
+        method(self.runner, None, rows, rows, None)
+        return self.routed
+
+
+class Recorder:
+    """The kernel on one device, each call's load summed over ranks; the
+    reference load is the bincount of the given real rows' mapped ids."""
+
+    def __init__(self, device):
+        self.l2p, self.counts, self.num_physical = redundant_map(device)
+        self.device = device
+        self.load = torch.zeros(self.num_physical, dtype=torch.int64)
+        self.flag = torch.ones((), dtype=torch.bool, device=device)
+
+    def route(self, ids, real_count, window):
+        ids = ids.to(self.device)
+        load = torch.zeros(self.num_physical, dtype=torch.int32, device=self.device)
+        real = torch.tensor(real_count, device=self.device)
+        maps = (self.l2p, self.counts, self.flag)
+        out = eplb_map_and_record_triton(ids, load, *maps, real, counted_rows=window)
+        once = load.clone()
+        # A repeat call of the same layer (a direct launch on a GPU).
+        again = eplb_map_and_record_triton(ids, load, *maps, real, counted_rows=window)
+        assert torch.equal(out, again) and torch.equal(load, 2 * once)
+        unrestricted = eplb_map_and_record_triton(ids, torch.zeros_like(load), *maps)
+        assert torch.equal(out, unrestricted)  # the window changes no mapping
+        self.load += once.cpu().long()
+        return out.cpu().long()
+
+    def reference(self, out, real_rows):
+        ids = out[real_rows].flatten()
+        return torch.bincount(ids[ids >= 0], minlength=self.num_physical)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "blocks,real",
+    [([8, 8, 8, 8], [3, 0, 5, 1]), ([4, 1, 6, 2], [4, 0, 5, 2]), ([5], [5])],
+    ids=["graph-padded", "eager", "one-rank"],
+)
+def test_gathered_rows_each_rank_counts_its_own_block(
+    monkeypatch, device, blocks, real
+):
+    """Naive dispatch: every rank routes the gather of all padded blocks."""
+    recorder = Recorder(device)
+    ids = routing(sum(blocks), seed=1)
+    gathered_rows = torch.arange(sum(blocks), dtype=torch.float32)[:, None]
+    expected = torch.zeros(recorder.num_physical, dtype=torch.int64)
+    for dp_rank, (block, num_real) in enumerate(zip(blocks, real)):
+        rank = Rank(monkeypatch, naive=True, dp_rank=dp_rank, sizes=blocks,
+                    gathered_rows=gathered_rows)  # fmt: skip
+        [(rows, window)] = rank.forward(block)
+        out = recorder.route(ids[rows], num_real, window)
+        first = sum(blocks[:dp_rank])
+        expected += recorder.reference(out, slice(first, first + num_real))
+    assert torch.equal(recorder.load, expected)
+    assert int(recorder.load.sum()) == sum(real) * TOP_K
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gather_of_sequence_parallel_slices(monkeypatch, device):
+    """DP 2 x TP 2, sequence-parallel MoE: each DP batch (padded to 6 and 7
+    rows, 5 and 2 real) is sliced over its TP ranks, and the EP group gathers
+    the four slices."""
+    tp = 2
+    padded, real = [6, 7], [5, 2]
+    slice_rows = [(n + tp - 1) // tp for n in padded]
+    sizes = [slice_rows[d] for d in range(len(padded)) for _ in range(tp)]
+    recorder = Recorder(device)
+    ids = routing(sum(sizes), seed=2)
+    gathered_rows = torch.arange(sum(sizes), dtype=torch.float32)[:, None]
+    expected = torch.zeros(recorder.num_physical, dtype=torch.int64)
+    for ep_rank, size in enumerate(sizes):
+        dp_rank, tp_rank = divmod(ep_rank, tp)
+        rank = Rank(
+            monkeypatch, naive=True, sp=True, dp_rank=dp_rank, ep_rank=ep_rank,
+            tp_rank=tp_rank, sizes=sizes, gathered_rows=gathered_rows,
+        )  # fmt: skip
+        [(rows, window)] = rank.forward(size)
+        out = recorder.route(ids[rows], real[dp_rank], window)
+        first = sum(sizes[:ep_rank])
+        real_in_slice = max(0, min(size, real[dp_rank] - tp_rank * size))
+        expected += recorder.reference(out, slice(first, first + real_in_slice))
+    assert torch.equal(recorder.load, expected)
+    assert int(recorder.load.sum()) == sum(real) * TOP_K
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sp", [False, True])
+@pytest.mark.parametrize("chunk", [None, 4])
+@pytest.mark.parametrize("padding", [3, 0])
+def test_local_rows_and_dp_chunks_in_lockstep(monkeypatch, device, sp, chunk, padding):
+    """Modular kernels route this rank's own 10 rows, the last `padding` of
+    them padding (with sequence parallelism: TP rank 1's slice, rows 10-19
+    of the DP rank's batch). In DP chunks of 4 while another rank has 16
+    rows per slice, this rank runs out after three chunks and re-routes its
+    last row in lockstep: counted once, if real."""
+    num_rows = 10
+    tp_rank, slice_offset = (1, num_rows) if sp else (0, 0)
+    num_real = slice_offset + num_rows - padding
+    recorder = Recorder(device)
+    ids = routing(num_rows, seed=3)
+    rank = Rank(monkeypatch, naive=False, sp=sp, tp_rank=tp_rank, chunk=chunk,
+                longest=32 if sp else 16)  # fmt: skip
+    routed = rank.forward(num_rows)
+    assert len(routed) == (4 if chunk else 1)
+    expected = torch.zeros(recorder.num_physical, dtype=torch.int64)
+    seen = torch.zeros(num_rows, dtype=torch.bool)
+    for rows, window in routed:
+        out = recorder.route(ids[rows], num_real, window)
+        first_time_real = (rows + slice_offset < num_real) & ~seen[rows]
+        seen[rows] = True
+        expected += recorder.reference(out, first_time_real)
+    assert torch.equal(recorder.load, expected)
+    assert int(recorder.load.sum()) == (num_rows - padding) * TOP_K
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_every_row_and_every_rank_counted_without_the_window(monkeypatch, device):
+    """What the window fixes: with no window and no real count, the gathered
+    step of test_gathered_rows_... records padding, on every rank."""
+    blocks = [8, 8, 8, 8]
+    recorder = Recorder(device)
+    gathered = routing(sum(blocks), seed=1)
+    for _ in blocks:
+        recorder.route(gathered, 2**62, None)
+    assert int(recorder.load.sum()) == len(blocks) * sum(blocks) * TOP_K  # 4 x 32 rows
+
+
+def test_no_window_without_eplb(monkeypatch):
+    rank = Rank(monkeypatch, naive=False)
+    rank.runner.moe_config.moe_parallel_config.enable_eplb = False
+    [(_, window)] = rank.forward(4)
+    assert window is None
+
+
+@pytest.mark.parametrize(
+    "args,window",
+    [
+        ((5, 0), (0, 5, 0)),
+        ((5, 3), (0, 5, 3)),
+        ((5, 0, [4, 5, 6], 0), (0, 4, 0)),
+        ((5, 0, [4, 5, 6], 1), (4, 9, 0)),
+        ((3, 6, [3, 3, 4, 4], 3), (10, 14, 6)),
+    ],
+)
+def test_counted_rows(args, window):
+    assert moe_runner.eplb_counted_rows(*args) == window
