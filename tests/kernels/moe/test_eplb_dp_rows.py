@@ -264,3 +264,35 @@ def test_no_window_without_eplb(monkeypatch):
 )
 def test_counted_rows(args, window):
     assert moe_runner.eplb_counted_rows(*args) == window
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_one_captured_graph_keeps_the_window_and_reads_each_real_count():
+    """A rank's block of a gathered step (rows 8-15 of 24), captured once:
+    each replay counts that block's real rows for the count set before it."""
+    recorder = Recorder("cuda")
+    ids = routing(24, seed=4).cuda()
+    window = moe_runner.eplb_counted_rows(8, 0, [8, 8, 8], 1)
+    load = torch.zeros(recorder.num_physical, dtype=torch.int32, device="cuda")
+    real = torch.zeros((), dtype=torch.int64, device="cuda")
+    maps = (recorder.l2p, recorder.counts, recorder.flag)
+
+    def step():
+        return eplb_map_and_record_triton(ids, load, *maps, real, counted_rows=window)
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for _ in range(2):  # compile, then a direct launch, before capture
+            step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    for num_real in (5, 0, 8, 2):
+        load.zero_()
+        real.fill_(num_real)
+        graph.replay()
+        torch.cuda.synchronize()
+        expected = recorder.reference(out.cpu().long(), slice(8, 8 + num_real))
+        assert torch.equal(load.cpu().long(), expected)
+        assert int(load.sum()) == num_real * TOP_K
