@@ -203,6 +203,7 @@ lint-fork: engine
 # vLLM: the fork files they load, at their fork paths, and the router revisions
 # the benchmark compares (see eplb_fork/gpu_standalone.py, gpu-results/).
 GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
+	vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py \
 	vllm/distributed/eplb/eplb_state.py \
 	$(shell cd tests && ls kernels/moe/test_eplb_*.py | sed 's|^|tests/|') \
 	benchmarks/kernels/benchmark_eplb_map_record.py \
@@ -215,6 +216,7 @@ gpu-bundle:
 	  git show "$$(git rev-parse ':/^\[EPLB\] Fuse expert mapping'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/pr.py && \
 	  git show "$$(git rev-parse ':/^\[EPLB\] Do not record padded'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/fixes.py && \
 	  git show "$$(git rev-parse ':/^\[EPLB\] Aggregate expert load'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/histogram.py && \
+	  git show "$$(git rev-parse ':/^\[EPLB\] Launch map.record'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/lean.py && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
 engine: $(ENGINE_VENV)/.installed

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
 EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
 
 
@@ -46,11 +47,33 @@ def _class_from_source(path: Path, class_name: str, namespace: dict) -> type:
     return namespace[class_name]
 
 
+def _runner_from_source(path: Path, namespace: dict) -> types.ModuleType:
+    """The MoE runner's EPLB row window: `eplb_counted_rows` and the
+    DefaultMoERunner methods around routing, from the fork's file; what they
+    call is set on the module (tests replace the group and context getters)."""
+    tree = ast.parse(path.read_text())
+    function = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+                and n.name == "eplb_counted_rows"]  # fmt: skip
+    (runner,) = [n for n in tree.body if isinstance(n, ast.ClassDef)
+                 and n.name == "DefaultMoERunner"]  # fmt: skip
+    wanted = ("forward_impl", "forward_impl_chunked", "_set_eplb_counted_rows")
+    methods = [n for n in runner.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    cls = ast.ClassDef("DefaultMoERunner", [], [], methods, [], type_params=[])
+    module = _module("vllm.model_executor.layers.fused_moe.runner.default_moe_runner")
+    module.__dict__.update(namespace)
+    code = ast.fix_missing_locations(ast.Module([*function, cls], type_ignores=[]))
+    exec(compile(code, str(path), "exec"), module.__dict__)
+    return module
+
+
 class _Platform:
     device_type = "cuda" if torch.cuda.is_available() else ""
     simple_compile_backend = "inductor"  # what v0.19.1's compiled function asks for
 
     def is_cuda_alike(self) -> bool:
+        return torch.cuda.is_available()
+
+    def is_cuda(self) -> bool:
         return torch.cuda.is_available()
 
 
@@ -73,6 +96,7 @@ def install(fork: Path) -> types.ModuleType:
         "vllm", "vllm.distributed", "vllm.distributed.eplb", "vllm.model_executor",
         "vllm.model_executor.layers", "vllm.model_executor.layers.fused_moe",
         "vllm.model_executor.layers.fused_moe.router",
+        "vllm.model_executor.layers.fused_moe.runner",
     ]:  # fmt: skip
         _module(name)
     _module("vllm.platforms", current_platform=_Platform())
@@ -92,6 +116,17 @@ def install(fork: Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    if (fork / MOE_RUNNER).exists():
+
+        def not_standalone(*args: object) -> None:
+            raise RuntimeError("stand-in: the test sets this")
+
+        _runner_from_source(fork / MOE_RUNNER, {
+            "torch": torch, "current_platform": _Platform(), "cdiv": lambda a, b: -(a // -b),
+            "envs": types.SimpleNamespace(), **dict.fromkeys(
+                ["get_forward_context", "get_dp_group", "get_ep_group",
+                 "get_tensor_model_parallel_rank"], not_standalone),
+        })  # fmt: skip
     return module
 
 
