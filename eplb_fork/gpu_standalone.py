@@ -125,7 +125,8 @@ def install(fork: Path) -> types.ModuleType:
             "torch": torch, "current_platform": _Platform(), "cdiv": lambda a, b: -(a // -b),
             "envs": types.SimpleNamespace(), **dict.fromkeys(
                 ["get_forward_context", "get_dp_group", "get_ep_group",
-                 "get_tensor_model_parallel_rank"], not_standalone),
+                 "get_tensor_model_parallel_rank", "dbo_current_ubatch_id"],
+                not_standalone),
         })  # fmt: skip
     return module
 

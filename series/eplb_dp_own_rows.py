@@ -1,15 +1,16 @@
-"""Data parallelism: each rank counts only its own real tokens.
+"""Data parallelism and micro-batching: each rank counts only its own real tokens.
 
 Origin: ours (follows "Do not record padded tokens as expert load", which
-left data parallelism out). Under data parallelism the router's rows are
+left data parallelism and micro-batching out). There the router's rows are
 not "real tokens, then padding": naive dispatch gathers every rank's padded
 block before routing (and every rank routes all of them), sequence-parallel
 MoE routes a slice of the rank's batch, DP chunking routes one chunk at a
-time and repeats the last row for ranks that ran out. The MoE runner knows
-which layout it built; it tells the router which of its rows belong to this
-rank's batch and where they sit in it, as host ints fixed by the padded
-shapes (so captured CUDA graphs stay valid), and the kernel compares them
-with the real count read on the device.
+time and repeats the last row for ranks that ran out, and a micro-batch is
+a slice of the batch. The MoE runner knows which layout it built; it tells
+the router which of its rows belong to this rank's batch and where they sit
+in it, as host ints fixed by the padded shapes (so captured CUDA graphs
+stay valid), and the kernel compares them with the real count read on the
+device.
 """
 
 from eplb_fork.codemod import (
@@ -18,6 +19,7 @@ from eplb_fork.codemod import (
     add_parameter,
     bring_file,
     defines,
+    if_block,
     import_names,
     insert_after,
     insert_before,
@@ -28,7 +30,7 @@ from eplb_fork.codemod import (
     with_block,
 )
 
-SUBJECT = "[EPLB] Count each data-parallel rank's own real tokens"
+SUBJECT = "[EPLB] Count only each rank's real tokens under DP and micro-batching"
 BODY = """
 With data parallelism the model runner left the real-token count at "all
 rows", so padding was recorded as expert load, and more than once. Take
@@ -57,12 +59,16 @@ sets the window on its router before routing:
     Each rank counts only its own block, so the all-reduced load counts
     every real token once per tensor-parallel rank of its DP rank (once
     with sequence parallelism) instead of once per EP rank.
+  - micro-batches (DBO): each starts where the model runner split the
+    batch; EplbState keeps the starts as host ints in one list shared with
+    every layer, and the runner adds its micro-batch's start to the offset.
 
 The window is fixed by the padded sizes, which every rank agrees on and a
 CUDA graph is captured for, so a replay keeps it; the real count changes
-per step on the device as before. The runner now publishes the real count
-with DP too, and 0 for dummy batches (capture, warm-up, an idle DP rank).
-Micro-batching (DBO) and prefill context parallelism still count every row.
+per step on the device as before. The model runner now publishes the real
+count with DP and micro-batching too, and 0 for dummy batches (capture,
+warm-up, an idle DP rank). Prefill context parallelism (which gathers
+again after dispatch) still counts every row.
 
 The window's ints are not specialized by Triton (do_not_specialize), so
 the lean launch's variants are unchanged.
@@ -70,6 +76,7 @@ the lean launch's variants are unchanged.
 ORIGIN = "vendor"
 DATE = "2026-11-29T18:00:00+00:00"
 
+EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
 BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
 MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
@@ -196,6 +203,33 @@ def eplb_counted_rows(
     return first, first + gathered_sizes[block], batch_offset
 '''
 
+LAYER_FIELD = '''
+ubatch_token_starts: list[int] | None = None
+"""Shared by all layers: where each micro-batch starts in the batch."""
+'''
+
+STATE_ATTRIBUTE = '''
+self.ubatch_token_starts: list[int] = []
+"""
+Where each micro-batch of the coming forward starts in the batch (empty
+without micro-batching): host ints, one list shared with every layer and
+updated in place, so the MoE runner places a micro-batch's rows.
+"""
+'''
+
+SET_REAL_TOKEN_COUNT = '''
+def set_real_token_count(
+    self, num_tokens: int | None, ubatch_starts: Sequence[int] = ()
+) -> None:
+    """Rows of the coming forward that are real tokens (None: all rows), and
+    where its micro-batches start (none: not micro-batched)."""
+    if self.real_token_count is not None:
+        self.real_token_count.fill_(
+            ALL_ROWS_ARE_REAL if num_tokens is None else num_tokens
+        )
+    self.ubatch_token_starts[:] = ubatch_starts
+'''
+
 SET_COUNTED_ROWS = '''
 def _set_eplb_counted_rows(self, batch_rows: int, chunk_start: int = 0) -> None:
     """Tell the router which rows it records EPLB load for (see
@@ -207,6 +241,10 @@ def _set_eplb_counted_rows(self, batch_rows: int, chunk_start: int = 0) -> None:
     if self.moe_config.is_sequence_parallel:
         # sequence_parallel_chunk gave this rank its TP rank's equal slice.
         offset += get_tensor_model_parallel_rank() * batch_rows
+    ubatch_starts = self.router.eplb_state.ubatch_token_starts
+    if self.enable_dbo and ubatch_starts:
+        # A micro-batch's rows start where the model runner split the batch.
+        offset += ubatch_starts[dbo_current_ubatch_id()]
     rows = batch_rows - chunk_start
     if not self.do_naive_dispatch_combine:
         self.router.eplb_counted_rows = eplb_counted_rows(rows, offset)
@@ -236,12 +274,9 @@ tail_is_padding = (
 """
 PUBLISH_REAL = """
 # The MoE runner tells the router where each row sits in this rank's
-# batch; micro-batches and prefill context parallelism slice or gather
-# it in ways it does not, so there every row counts.
-rows_are_placed = (
-    ubatch_slices is None
-    and self.parallel_config.prefill_context_parallel_size == 1
-)
+# batch; prefill context parallelism gathers it in a way it does not, so
+# there every row counts.
+rows_are_placed = self.parallel_config.prefill_context_parallel_size == 1
 """
 PUBLISH_CALL = """
 self.eplb_state.set_real_token_count(
@@ -250,15 +285,19 @@ self.eplb_state.set_real_token_count(
 """
 PUBLISH_CALL_PLACED = """
 self.eplb_state.set_real_token_count(
-    num_tokens_unpadded if rows_are_placed else None
+    num_tokens_unpadded if rows_are_placed else None,
+    [ubatch.token_slice.start for ubatch in ubatch_slices_padded or ()],
 )
 """
 
 NO_REAL_TOKENS = """
 if self.eplb_state is not None:
     # A dummy batch (capture, warm-up, an idle data-parallel rank) has no
-    # real tokens.
-    self.eplb_state.set_real_token_count(0)
+    # real tokens; a captured graph keeps its micro-batch placement.
+    starts = [
+        ubatch.token_slice.start for ubatch in ubatch_slices_padded or ()
+    ]
+    self.eplb_state.set_real_token_count(0, starts)
 """
 RESET_AFTER_DUMMY = """
 if self.eplb_state is not None:
@@ -267,6 +306,21 @@ if self.eplb_state is not None:
 
 
 def apply(tree):
+    with python_file(tree, EPLB_STATE) as src:
+        add_members(src, "EplbLayerState", LAYER_FIELD, after="real_token_count")
+        insert_before(
+            src, "EplbState.__init__", if_block('self.device.type == "cuda"'), STATE_ATTRIBUTE
+        )
+        insert_after(
+            src, "EplbState._init_should_record_tensor",
+            statement("layer_state.real_token_count = self.real_token_count"),
+            "layer_state.ubatch_token_starts = self.ubatch_token_starts",
+        )  # fmt: skip
+        replace_statement(
+            src, "EplbState", defines("set_real_token_count"), SET_REAL_TOKEN_COUNT,
+            done=statement(SET_REAL_TOKEN_COUNT),
+        )  # fmt: skip
+
     with python_file(tree, BASE_ROUTER) as src:
         for name in WINDOW:
             add_parameter(src, KERNEL, name, before="real_tokens_ptr")

@@ -54,7 +54,7 @@ class Rank:
 
     def __init__(self, monkeypatch, *, naive, sp=False, dp_rank=0, ep_rank=0,
                  tp_rank=0, sizes=None, gathered_rows=None, chunk=None,
-                 longest=None):  # fmt: skip
+                 longest=None, ubatch_starts=(), ubatch=0):  # fmt: skip
         self.routed = []
         runner = SimpleNamespace(
             moe_config=SimpleNamespace(
@@ -64,7 +64,11 @@ class Rank:
                 max_num_tokens=chunk,
             ),
             do_naive_dispatch_combine=naive,
-            router=SimpleNamespace(eplb_counted_rows=None),
+            router=SimpleNamespace(
+                eplb_counted_rows=None,
+                eplb_state=SimpleNamespace(ubatch_token_starts=list(ubatch_starts)),
+            ),
+            enable_dbo=bool(ubatch_starts),
             has_separate_shared_experts=False,
             use_dp_chunking=chunk is not None,
             shared_experts=None,
@@ -103,6 +107,7 @@ class Rank:
         monkeypatch.setattr(
             moe_runner, "get_tensor_model_parallel_rank", lambda: tp_rank
         )
+        monkeypatch.setattr(moe_runner, "dbo_current_ubatch_id", lambda: ubatch)
 
     def _route(self, layer, hidden_states, router_logits, shared_input, **kwargs):
         rows = hidden_states[:, 0].long()
@@ -234,6 +239,24 @@ def test_local_rows_and_dp_chunks_in_lockstep(monkeypatch, device, sp, chunk, pa
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("num_real", [11, 8, 3])
+def test_micro_batches_count_their_own_real_rows(monkeypatch, device, num_real):
+    """DBO: a 16-row padded batch split at 8 runs as two micro-batches, each
+    routed on its own; the padding is in the second (or both, with 3 real)."""
+    starts, num_rows = [0, 8], 16
+    recorder = Recorder(device)
+    ids = routing(num_rows, seed=5)
+    expected = torch.zeros(recorder.num_physical, dtype=torch.int64)
+    for ubatch, start in enumerate(starts):
+        rank = Rank(monkeypatch, naive=False, ubatch_starts=starts, ubatch=ubatch)
+        [(rows, window)] = rank.forward(8)
+        out = recorder.route(ids[start + rows], num_real, window)
+        expected += recorder.reference(out, start + rows < num_real)
+    assert torch.equal(recorder.load, expected)
+    assert int(recorder.load.sum()) == num_real * TOP_K
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_every_row_and_every_rank_counted_without_the_window(monkeypatch, device):
     """What the window fixes: with no window and no real count, the gathered
     step of test_gathered_rows_... records padding, on every rank."""
@@ -296,3 +319,21 @@ def test_one_captured_graph_keeps_the_window_and_reads_each_real_count():
         expected = recorder.reference(out.cpu().long(), slice(8, 8 + num_real))
         assert torch.equal(load.cpu().long(), expected)
         assert int(load.sum()) == num_real * TOP_K
+
+
+def test_eplb_state_shares_the_micro_batch_starts_with_every_layer():
+    """set_real_token_count fills the device count and updates the one list
+    of micro-batch starts in place (the layers hold that list)."""
+    eplb_state = pytest.importorskip("vllm.distributed.eplb.eplb_state")
+    if not hasattr(eplb_state, "EplbState"):
+        pytest.skip("the GPU machine's stand-in holds only EplbLayerState")
+    EplbState, ALL_ROWS_ARE_REAL = eplb_state.EplbState, eplb_state.ALL_ROWS_ARE_REAL
+
+    state = EplbState.__new__(EplbState)
+    state.real_token_count = torch.zeros((), dtype=torch.int64)
+    state.ubatch_token_starts = shared = []
+    state.set_real_token_count(11, [0, 8])
+    assert int(state.real_token_count) == 11 and shared == [0, 8]
+    state.set_real_token_count(None)
+    assert int(state.real_token_count) == ALL_ROWS_ARE_REAL and shared == []
+    assert state.ubatch_token_starts is shared
