@@ -21,6 +21,7 @@ import os
 import sys
 import types
 from abc import ABC
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,21 +48,54 @@ def _class_from_source(path: Path, class_name: str, namespace: dict) -> type:
     return namespace[class_name]
 
 
-def _runner_from_source(path: Path, namespace: dict) -> types.ModuleType:
-    """The MoE runner's EPLB row window: `eplb_counted_rows` and the
-    DefaultMoERunner methods around routing, from the fork's file; what they
-    call is set on the module (tests replace the group and context getters)."""
+class _Envs:
+    """vLLM's envs module for the runner: flags read from the environment."""
+
+    def __getattr__(self, name: str) -> bool:
+        return os.environ.get(name, "0") not in ("0", "", "false", "False")
+
+
+class _NoAnnotations(ast.NodeTransformer):
+    """Annotations name vLLM types; the runner runs without them."""
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+
+def _runner_from_source(path: Path) -> types.ModuleType:
+    """The fork's DefaultMoERunner class (and `eplb_counted_rows`, once the
+    series has it), annotations stripped, on stand-ins for what its module
+    imports; the process-group, forward-context and micro-batch getters
+    raise until a test sets them."""
     tree = ast.parse(path.read_text())
-    function = [n for n in tree.body if isinstance(n, ast.FunctionDef)
-                and n.name == "eplb_counted_rows"]  # fmt: skip
-    (runner,) = [n for n in tree.body if isinstance(n, ast.ClassDef)
-                 and n.name == "DefaultMoERunner"]  # fmt: skip
-    wanted = ("forward_impl", "forward_impl_chunked", "_set_eplb_counted_rows")
-    methods = [n for n in runner.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
-    cls = ast.ClassDef("DefaultMoERunner", [], [], methods, [], type_params=[])
+    wanted = {"DefaultMoERunner", "eplb_counted_rows"}
+    nodes = [
+        _NoAnnotations().visit(n) for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in wanted
+    ]  # fmt: skip
+
+    def not_standalone(*args: object) -> None:
+        raise RuntimeError("stand-in: the test sets this")
+
     module = _module("vllm.model_executor.layers.fused_moe.runner.default_moe_runner")
-    module.__dict__.update(namespace)
-    code = ast.fix_missing_locations(ast.Module([*function, cls], type_ignores=[]))
+    module.__dict__.update(
+        torch=torch, F=torch.nn.functional, nullcontext=nullcontext, envs=_Envs(),
+        current_platform=_Platform(), current_stream=torch.cuda.current_stream,
+        cdiv=lambda a, b: -(a // -b), MoERunner=ABC,
+        **dict.fromkeys(
+            ["get_forward_context", "get_dp_group", "get_ep_group", "get_pcp_group",
+             "get_tensor_model_parallel_rank", "dbo_current_ubatch_id",
+             "tensor_model_parallel_all_reduce"],
+            not_standalone,
+        ),
+    )  # fmt: skip
+    code = ast.fix_missing_locations(ast.Module(nodes, type_ignores=[]))
     exec(compile(code, str(path), "exec"), module.__dict__)
     return module
 
@@ -117,17 +151,7 @@ def install(fork: Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     if (fork / MOE_RUNNER).exists():
-
-        def not_standalone(*args: object) -> None:
-            raise RuntimeError("stand-in: the test sets this")
-
-        _runner_from_source(fork / MOE_RUNNER, {
-            "torch": torch, "current_platform": _Platform(), "cdiv": lambda a, b: -(a // -b),
-            "envs": types.SimpleNamespace(), **dict.fromkeys(
-                ["get_forward_context", "get_dp_group", "get_ep_group",
-                 "get_tensor_model_parallel_rank", "dbo_current_ubatch_id"],
-                not_standalone),
-        })  # fmt: skip
+        _runner_from_source(fork / MOE_RUNNER)
     return module
 
 

@@ -231,10 +231,13 @@ def set_real_token_count(
 '''
 
 SET_COUNTED_ROWS = '''
-def _set_eplb_counted_rows(self, batch_rows: int, chunk_start: int = 0) -> None:
+def _set_eplb_counted_rows(
+    self, batch_rows: int, chunk_start: int = 0, gathered: bool = False
+) -> None:
     """Tell the router which rows it records EPLB load for (see
     eplb_counted_rows): `batch_rows` rows of this rank's batch reached the
-    layer; a DP chunk starts at `chunk_start` of them."""
+    layer; a DP chunk starts at `chunk_start` of them; `gathered`: naive
+    dispatch gathers every rank's rows before routing."""
     if not self.moe_config.moe_parallel_config.enable_eplb:
         return
     offset = chunk_start
@@ -246,7 +249,7 @@ def _set_eplb_counted_rows(self, batch_rows: int, chunk_start: int = 0) -> None:
         # A micro-batch's rows start where the model runner split the batch.
         offset += ubatch_starts[dbo_current_ubatch_id()]
     rows = batch_rows - chunk_start
-    if not self.do_naive_dispatch_combine:
+    if not gathered:
         self.router.eplb_counted_rows = eplb_counted_rows(rows, offset)
         return
     # The sizes and group dispatch_router_logits gathers with.
@@ -260,8 +263,20 @@ def _set_eplb_counted_rows(self, batch_rows: int, chunk_start: int = 0) -> None:
 
 SET_IN_FORWARD = """
 # Before any gather: the rows that reached the layer are this rank's.
-self._set_eplb_counted_rows(hidden_states.size(0))
+self._set_eplb_counted_rows(
+    hidden_states.size(0), gathered=self.do_naive_dispatch_combine
+)
 """
+# v0.18: the gather is inline in forward_impl, its condition a local.
+SET_IN_FORWARD_V018 = """
+# Before any gather: the rows that reached the layer are this rank's.
+self._set_eplb_counted_rows(
+    hidden_states.size(0), gathered=do_naive_dispatch_combine
+)
+"""
+DISPATCH = (
+    "hidden_states, router_logits = self._maybe_dispatch(layer, hidden_states, router_logits)"
+)
 SET_IN_CHUNK = """
 # Unclamped: a chunk past this rank's rows counts none of them.
 self._set_eplb_counted_rows(num_tokens, chunk_start_)
@@ -358,13 +373,14 @@ def apply(tree):
     with python_file(tree, MOE_RUNNER) as src:
         import_names(src, "vllm.distributed", "get_dp_group", "get_tensor_model_parallel_rank")
         insert_before(src, "", defines("DefaultMoERunner"), COUNTED_ROWS)
-        add_members(src, "DefaultMoERunner", SET_COUNTED_ROWS, after="_apply_quant_method")
-        insert_before(
-            src, "DefaultMoERunner.forward_impl",
-            statement("hidden_states, router_logits = self._maybe_dispatch("
-                      "layer, hidden_states, router_logits)"),
-            SET_IN_FORWARD,
-        )  # fmt: skip
+        add_members(src, "DefaultMoERunner", SET_COUNTED_ROWS, after="forward")
+        if src.has_statement("DefaultMoERunner.forward_impl", statement(DISPATCH)):
+            insert_before(src, "DefaultMoERunner.forward_impl", statement(DISPATCH), SET_IN_FORWARD)
+        else:
+            insert_before(
+                src, "DefaultMoERunner.forward_impl",
+                if_block("do_naive_dispatch_combine"), SET_IN_FORWARD_V018,
+            )  # fmt: skip
         insert_before(
             src, "DefaultMoERunner.forward_impl_chunked",
             statement("chunk_start = min(chunk_start, num_tokens - 1)"),

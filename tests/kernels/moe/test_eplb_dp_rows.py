@@ -12,7 +12,7 @@ bincount of the physical ids of the real tokens, each counted once.
 
 import os
 from contextlib import nullcontext
-from types import MethodType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -47,60 +47,63 @@ def routing(num_rows: int, seed: int) -> torch.Tensor:
 
 
 class Rank:
-    """One rank's DefaultMoERunner: its real forward_impl, forward_impl_chunked
-    and _set_eplb_counted_rows, everything around routing faked. Hidden
-    states carry each row's index; `routed` keeps, per routing, the rows the
-    router saw and the window it was given."""
+    """One rank's DefaultMoERunner, its own code running (forward_impl and
+    what it calls, forward_impl_chunked); faked are only what it talks to:
+    the process groups (the gather hands back every rank's rows), the forward
+    context, the quant method and the router. Hidden states carry each row's
+    index; `routed` keeps, per routing, the rows the router saw and the
+    window it was given."""
 
     def __init__(self, monkeypatch, *, naive, sp=False, dp_rank=0, ep_rank=0,
                  tp_rank=0, sizes=None, gathered_rows=None, chunk=None,
                  longest=None, ubatch_starts=(), ubatch=0):  # fmt: skip
         self.routed = []
-        runner = SimpleNamespace(
-            moe_config=SimpleNamespace(
-                moe_parallel_config=SimpleNamespace(enable_eplb=True),
-                is_sequence_parallel=sp,
-                sp_size=2 if sp else 1,
-                max_num_tokens=chunk,
+        runner = object.__new__(moe_runner.DefaultMoERunner)
+        sp_size = 2 if sp else 1
+        runner.moe_config = SimpleNamespace(
+            moe_parallel_config=SimpleNamespace(
+                enable_eplb=True,
+                use_deepep_ll_kernels=chunk is not None,  # DP chunking
+                use_mori_kernels=False,
+                use_fi_nvl_two_sided_kernels=False,
+                use_nixl_ep_kernels=False,
             ),
-            do_naive_dispatch_combine=naive,
-            router=SimpleNamespace(
-                eplb_counted_rows=None,
-                eplb_state=SimpleNamespace(ubatch_token_starts=list(ubatch_starts)),
-            ),
-            enable_dbo=bool(ubatch_starts),
-            has_separate_shared_experts=False,
-            use_dp_chunking=chunk is not None,
-            shared_experts=None,
-            shared_experts_stream=None,
-            batched_hidden_states=None,
-            batched_router_logits=None,
+            is_sequence_parallel=sp,
+            sp_size=sp_size,
+            dp_size=2 if naive else 1,
+            pcp_size=1,
+            max_num_tokens=chunk,
         )
-        runner._maybe_setup_shared_experts_stream = lambda *args: None
-        runner._maybe_gate = lambda hidden_states, logits: logits
-        # The gather: every rank's block, this rank's at its place in it.
-        runner._maybe_dispatch = lambda layer, hidden_states, logits: (
-            (gathered_rows, gathered_rows) if naive else (hidden_states, logits)
+        runner.quant_method = SimpleNamespace(
+            supports_internal_mk=not naive,  # without a modular kernel: gathered
+            is_monolithic=False,
+            mk_owns_shared_expert=False,
+            apply=lambda **kwargs: kwargs["x"],
         )
-        runner._apply_quant_method = self._route
-        runner._maybe_combine = lambda shared, hidden_states: hidden_states
-        runner._allocate_dp_chunking_outputs = lambda hidden, logits: (
-            None,
-            torch.empty_like(hidden),
+        runner.router = SimpleNamespace(
+            eplb_counted_rows=None,
+            eplb_state=SimpleNamespace(ubatch_token_starts=list(ubatch_starts)),
+            select_experts=self._route,
         )
-        runner._slice_and_copy_input = lambda out, orig, start, end: orig[start:end]
-        runner._set_eplb_counted_rows = MethodType(
-            moe_runner.DefaultMoERunner._set_eplb_counted_rows, runner
-        )
+        runner.enable_dbo = bool(ubatch_starts)
+        runner.gate = runner.shared_experts = runner.shared_experts_stream = None
+        buffer = torch.zeros(chunk, 1) if chunk else None
+        runner.batched_hidden_states = runner.batched_router_logits = buffer
         self.runner = runner
+        monkeypatch.setenv("VLLM_ENABLE_MOE_DP_CHUNK", "1")
         metadata = SimpleNamespace(
             get_chunk_sizes_across_dp_rank=lambda: sizes,
             max_tokens_across_dp_cpu=longest,
             chunked_sizes=lambda *args: nullcontext(),
+            sp_local_sizes=lambda *args: nullcontext(),
         )
         context = SimpleNamespace(dp_metadata=metadata)
         dp_group = SimpleNamespace(rank_in_group=dp_rank)
-        ep_group = SimpleNamespace(rank_in_group=ep_rank)
+        ep_group = SimpleNamespace(
+            rank_in_group=ep_rank,
+            dispatch_router_logits=lambda *args: (gathered_rows, gathered_rows),
+            combine=lambda hidden_states, *args: hidden_states,
+        )
         monkeypatch.setattr(moe_runner, "get_forward_context", lambda: context)
         monkeypatch.setattr(moe_runner, "get_dp_group", lambda: dp_group)
         monkeypatch.setattr(moe_runner, "get_ep_group", lambda: ep_group)
@@ -109,19 +112,20 @@ class Rank:
         )
         monkeypatch.setattr(moe_runner, "dbo_current_ubatch_id", lambda: ubatch)
 
-    def _route(self, layer, hidden_states, router_logits, shared_input, **kwargs):
+    def _route(self, hidden_states, router_logits):
         rows = hidden_states[:, 0].long()
         self.routed.append((rows, self.runner.router.eplb_counted_rows))
-        return None, hidden_states
+        return None, None
 
     def forward(self, num_rows: int):
         rows = torch.arange(num_rows, dtype=torch.float32)[:, None]
-        method = (
-            moe_runner.DefaultMoERunner.forward_impl_chunked
-            if self.runner.use_dp_chunking
-            else moe_runner.DefaultMoERunner.forward_impl
-        )
-        method(self.runner, None, rows, rows, None)
+        runner = self.runner
+        # v0.19 picks the chunked path in the custom op; v0.18 in forward_impl.
+        legacy = not hasattr(moe_runner.DefaultMoERunner, "_maybe_dispatch")
+        if runner.use_dp_chunking and not legacy:
+            runner.forward_impl_chunked(None, rows, rows, None)
+        else:
+            runner.forward_impl(None, rows, rows, None)
         return self.routed
 
 
