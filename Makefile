@@ -113,7 +113,9 @@ test-bases: engine
 	@for v in $(OTHER_BASES); do \
 	  echo "== base $$v"; \
 	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
-	    --patches build/patches-$$v fork | grep -E "applied|error" || exit 1; \
+	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1 \
+	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
+	  grep -E "^  [0-9a-f]+ applied" build/base-$$v.log; \
 	  (cd build/fork-$$v && $(call fork_ruff,base/v$$v,HEAD) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
 	done
