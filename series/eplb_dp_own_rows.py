@@ -48,7 +48,7 @@ sits at r - first + shift in this rank's padded batch, so it is real if
 that is below the real count (still read on the device). DefaultMoERunner
 sets the window on its router before routing:
 
-  - local rows (modular kernels: DeepEP, pplx-like, FlashInfer): (0, rows,
+  - local rows (modular kernels: DeepEP, mori, NIXL, FlashInfer): (0, rows,
     offset), where offset is this rank's sequence-parallel slice start
     (tp_rank * slice rows) plus, under DP chunking, the chunk's start. A
     rank that ran out of tokens re-routes its last row in lockstep; its
