@@ -240,6 +240,11 @@ def _set_eplb_counted_rows(
     dispatch gathers every rank's rows before routing."""
     if not self.moe_config.moe_parallel_config.enable_eplb:
         return
+    if self.moe_config.pcp_size > 1:
+        # Prefill context parallelism gathers again after dispatch: the model
+        # runner counts every row there, and so does the router.
+        self.router.eplb_counted_rows = None
+        return
     offset = chunk_start
     if self.moe_config.is_sequence_parallel:
         # sequence_parallel_chunk gave this rank its TP rank's equal slice.

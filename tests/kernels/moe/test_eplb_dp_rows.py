@@ -56,7 +56,7 @@ class Rank:
 
     def __init__(self, monkeypatch, *, naive, sp=False, dp_rank=0, ep_rank=0,
                  tp_rank=0, sizes=None, gathered_rows=None, chunk=None,
-                 longest=None, ubatch_starts=(), ubatch=0):  # fmt: skip
+                 longest=None, ubatch_starts=(), ubatch=0, pcp=1):  # fmt: skip
         self.routed = []
         runner = object.__new__(moe_runner.DefaultMoERunner)
         sp_size = 2 if sp else 1
@@ -71,7 +71,7 @@ class Rank:
             is_sequence_parallel=sp,
             sp_size=sp_size,
             dp_size=2 if naive else 1,
-            pcp_size=1,
+            pcp_size=pcp,
             max_num_tokens=chunk,
         )
         runner.quant_method = SimpleNamespace(
@@ -270,6 +270,22 @@ def test_every_row_and_every_rank_counted_without_the_window(monkeypatch, device
     for _ in blocks:
         recorder.route(gathered, 2**62, None)
     assert int(recorder.load.sum()) == len(blocks) * sum(blocks) * TOP_K  # 4 x 32 rows
+
+
+def test_every_row_counts_under_prefill_context_parallelism(monkeypatch):
+    """PCP gathers again after dispatch (the model runner publishes "all
+    rows" there): the router gets no window, as before this patch."""
+    gathered_rows = torch.arange(8, dtype=torch.float32)[:, None]
+    pcp_group = SimpleNamespace(
+        all_gather=lambda tensor, dim: torch.cat([tensor] * 2),
+        reduce_scatter=lambda tensor, dim: tensor[: len(tensor) // 2],
+    )
+    monkeypatch.setattr(moe_runner, "get_pcp_group", lambda: pcp_group)
+    rank = Rank(monkeypatch, naive=True, sizes=[4, 4], gathered_rows=gathered_rows,
+                pcp=2, dp_rank=1)  # fmt: skip
+    rank.runner.router.eplb_counted_rows = (0, 1, 0)  # a stale window
+    [(rows, window)] = rank.forward(4)
+    assert window is None and len(rows) == 16
 
 
 def test_no_window_without_eplb(monkeypatch):
