@@ -113,25 +113,11 @@ args = (
     block_size,
 )
 """
-LAUNCH_ARGS_WITH_WINDOW = """
-window = (0, numel // top_k, 0) if counted_rows is None else counted_rows
-args = (
-    ids,
-    out,
-    logical_to_physical_map.contiguous(),
-    logical_replica_count.contiguous(),
-    expert_load_view,
-    record_enabled,
-    numel,
-    *layer.shapes,
-    top_k,
-    *window,
-    real_token_count,
-    real_token_count is not None,
-    bins,
-    block_size,
+# The window's ints go between top_k and the real-token count, as in the kernel.
+LAUNCH_ARGS_WITH_WINDOW = (
+    "\nwindow = (0, numel // top_k, 0) if counted_rows is None else counted_rows"
+    + LAUNCH_ARGS.replace("    top_k,\n", "    top_k,\n    *window,\n")
 )
-"""
 DIRECT = """
 direct = (
     layer.direct and (ids.data_ptr() | out.data_ptr()) % 16 == 0 and numel < 2**31
@@ -143,7 +129,8 @@ direct = (
     layer.direct
     and (ids.data_ptr() | out.data_ptr()) % 16 == 0
     and numel < 2**31
-    and all(-(2**31) <= v < 2**31 for v in window)
+    and min(window) >= -(2**31)
+    and max(window) < 2**31
 )
 """
 
