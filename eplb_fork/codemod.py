@@ -128,6 +128,29 @@ def statement(code: str) -> Shape:
     return Shape(f"`{first_line}`", lambda node: _same(node, code))
 
 
+def assigns(name: str) -> Shape:
+    """An assignment to `name` (plain, annotated or augmented)."""
+
+    def matches(node: cst.CSTNode) -> bool:
+        if not isinstance(node, cst.SimpleStatementLine) or len(node.body) != 1:
+            return False
+        inner = node.body[0]
+        if isinstance(inner, cst.Assign):
+            targets = [t.target for t in inner.targets]
+        elif isinstance(inner, (cst.AnnAssign, cst.AugAssign)):
+            targets = [inner.target]
+        else:
+            return False
+        return any(_code(t) == name for t in targets)
+
+    return Shape(f"assignment to `{name}`", matches)
+
+
+def docstring() -> Shape:
+    """A scope's docstring (its first bare string)."""
+    return Shape("docstring", _is_bare_string)
+
+
 # --------------------------------------------------------------------------
 # Scopes: "" is the module, "Cls", "Cls.method", "function"
 
@@ -580,17 +603,73 @@ def bring_file(tree: Tree, path: str) -> None:
     tree.write(path, ours)
 
 
-def fragment(path: str) -> str:
-    """The code of a fragment file in this repo, minus its module docstring and
-    imports: the patch puts those where the target file keeps them."""
-    module = cst.parse_module((REPO_ROOT / path).read_text())
-    kept = []
-    for node in module.body:
-        if isinstance(node, cst.SimpleStatementLine):
-            inner = node.body[0]
-            if isinstance(inner, (cst.Import, cst.ImportFrom)):
-                continue
-            if isinstance(inner, cst.Expr) and isinstance(inner.value, cst.SimpleString):
-                continue
-        kept.append(node)
-    return module.with_changes(body=kept, header=[]).code
+def _is_import(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.SimpleStatementLine) and isinstance(
+        node.body[0], (cst.Import, cst.ImportFrom)
+    )
+
+
+class Fragments:
+    """A patch's new code, kept in a real module under `series/fragments/`
+    so that it is linted and read as code rather than as strings.
+
+    The module holds three kinds of thing, each found by name:
+    - definitions that land as they are (`definition`, or `code` for all of
+      them): functions, classes, constants;
+    - members for an existing class (`members`): the body of a class named
+      like the target, fields with their docstrings and methods;
+    - statements for an existing body (`body`): the body of a holder function
+      named for what the statements do, its parameters the names they use.
+    A holder's or a class's own docstring says where its code goes; it is
+    not carried into the fork. Imports are the target file's business.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.module = cst.parse_module((REPO_ROOT / path).read_text())
+
+    def _node(self, name: str) -> cst.CSTNode:
+        node: cst.CSTNode = self.module
+        for part in name.split("."):
+            found = [m for m in _body_of(node) if _named(m) == part]
+            if not found:
+                raise EngineError(f"{self.path} has no `{name}`")
+            node = found[0]
+        return node
+
+    def definition(self, name: str) -> str:
+        """A top-level def, class or constant with its comments and decorators."""
+        node = self._node(name)
+        return _EMPTY.code_for_node(node.with_changes(leading_lines=_comments(node)))
+
+    def members(self, name: str) -> str:
+        """The body of class `name`, less its docstring."""
+        return self._statements(self._node(name))
+
+    def body(self, name: str) -> str:
+        """The statements of holder function `name`, less its docstring."""
+        return self._statements(self._node(name))
+
+    def code(self) -> str:
+        """Everything but the module docstring and imports."""
+        kept = [
+            node for node in self.module.body
+            if not (_is_import(node) or _is_bare_string(node))
+        ]  # fmt: skip
+        return self.module.with_changes(body=kept, header=[]).code
+
+    def _statements(self, owner: cst.CSTNode) -> str:
+        body = list(_body_of(owner))
+        if body and _is_bare_string(body[0]):
+            body = body[1:]
+        if body:
+            body[0] = body[0].with_changes(leading_lines=_comments(body[0]))
+        return textwrap.dedent("".join(_EMPTY.code_for_node(node) for node in body))
+
+
+def _comments(node: cst.CSTNode) -> list[cst.EmptyLine]:
+    """A node's leading comment lines, without the blank lines before them."""
+    lines = list(node.leading_lines)  # type: ignore[attr-defined]
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return lines

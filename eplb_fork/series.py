@@ -1,5 +1,6 @@
 """Loading the series: `series/series` lists patch modules in order (as quilt's
-series file does); each module carries its own metadata and an `apply(tree)`.
+series file does); each module carries its own metadata and an `apply(tree)`,
+and its docstring is the commit message's body: one description per patch.
 """
 
 from __future__ import annotations
@@ -66,18 +67,20 @@ def _load_module(path: Path) -> ModuleType:
     return module
 
 
-REQUIRED = ("SUBJECT", "BODY", "ORIGIN", "DATE", "apply")
+REQUIRED = ("SUBJECT", "ORIGIN", "DATE", "apply")
 
 
 def load_patch(path: Path) -> Patch:
     module = _load_module(path)
     missing = [name for name in REQUIRED if not hasattr(module, name)]
+    if not module.__doc__:
+        missing.append("a docstring (the commit body)")
     if missing:
         raise EngineError(f"series/{path.name} lacks {', '.join(missing)}")
     return Patch(
         name=path.stem,
         subject=module.SUBJECT,
-        body=module.BODY,
+        body=module.__doc__,
         origin=module.ORIGIN,
         applied_upstream=getattr(module, "APPLIED_UPSTREAM", None),
         date=module.DATE,

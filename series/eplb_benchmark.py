@@ -1,16 +1,4 @@
-"""Benchmark: EPLB map+record revisions side by side, from the fork's history.
-
-Origin: ours. Speed claims about the router's EPLB path need one process that
-runs the v0.19.1 function, the PR's kernel and the current one on the same
-inputs; loading each from git history keeps the compared code exactly what
-each commit ships.
-"""
-
-from eplb_fork.codemod import bring_file
-
-SUBJECT = "[EPLB] Add a benchmark of map+record across revisions"
-BODY = """
-Add benchmarks/kernels/benchmark_eplb_map_record.py. It loads
+"""Add benchmarks/kernels/benchmark_eplb_map_record.py. It loads
 eplb_map_to_physical_and_record from several revisions of base_router.py
 (by default the v0.19.1 base, the commit that brought the fused Triton
 kernel, and HEAD; or from files) into one process, with an empty Triton
@@ -20,6 +8,10 @@ and 128 -> 128 experts with uniform and Zipf-like routing, 1 to 32768
 tokens. It prints a table and writes CSV and, with matplotlib, a PNG.
 --smoke runs a tiny CPU version under the Triton interpreter.
 """
+
+from eplb_fork.codemod import bring_file
+
+SUBJECT = "[EPLB] Add a benchmark of map+record across revisions"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:03:00+00:00"
 

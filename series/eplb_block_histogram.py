@@ -1,26 +1,4 @@
-"""Router kernel: count each tile's expert ids locally, then one atomic per
-expert, instead of one global atomic per (token, slot).
-
-Origin: ours (the approach of TensorRT-LLM's expert statistics kernel). With
-recording on, PR #36261's kernel issues numel atomics onto a few hundred
-counters; at prefill sizes those serialize and dominate the kernel.
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    add_parameter,
-    bring_file,
-    defines,
-    if_block,
-    insert_after,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Aggregate expert load per tile before the atomics"
-BODY = """
-With recording on, the map+record kernel adds 1 to a global counter per
+"""With recording on, the map+record kernel adds 1 to a global counter per
 (token, top-k slot): at 32768 tokens x top-8 that is 262144 atomics onto
 288 counters, and recording costs 20x what skipping does (H200, CUDA-graph
 replay, 256 -> 288 experts, uniform: 70.2 us recording vs 3.5 us skipping).
@@ -48,6 +26,20 @@ Skewed routing at 32768 tokens: 46.96 -> 7.50. Recording still costs 2.3x
 skipping at 32768 tokens: the histogram itself, not the atomics, bounds it
 (restricting the atomics to 8 experts does not change the time).
 """
+
+from eplb_fork.codemod import (
+    add_call_keyword,
+    add_parameter,
+    bring_file,
+    defines,
+    if_block,
+    insert_after,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Aggregate expert load per tile before the atomics"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:04:00+00:00"
 

@@ -1,28 +1,4 @@
-"""EplbState: every load window slot holds only its own step's load.
-
-Origin: ours (a flaw of PR #36261 found while testing it). The PR allocates
-the shared record flag set, whatever its rule says, and a step that does not
-record leaves the pass as it is. So when the first forward falls outside the
-window (the default: the counter starts at 3/4 of step_interval=3000 while
-window_size=1000, i.e. 750 steps out), its load stays in the pass and is
-added to the first recorded slot; a profile run's dummy load does the same.
-
-The fix starts the flag from the rule and drops the profile run's load, so
-the flag a forward sees always equals the decision step() takes for it, and
-a non-recording forward leaves the pass empty.
-"""
-
-from eplb_fork.codemod import (
-    if_block,
-    insert_before,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Keep every load window slot to its own step"
-BODY = """
-The shared record flag is allocated set, whatever the recording rule says,
+"""The shared record flag is allocated set, whatever the recording rule says,
 and a step that does not record leaves the expert load pass as it is. With
 the defaults (step_interval 3000, window_size 1000, the counter starting at
 2250) the first forward is 750 steps outside the window: it records, step()
@@ -37,6 +13,16 @@ step() takes for it, so a non-recording forward leaves the pass empty and
 each window slot holds exactly one step's load. The gating property test
 now checks every slot after every step, with no exception left.
 """
+
+from eplb_fork.codemod import (
+    if_block,
+    insert_before,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:00:00+00:00"
 

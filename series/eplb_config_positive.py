@@ -1,18 +1,4 @@
-"""EPLBConfig: window_size, step_interval and log_balancedness_interval > 0.
-
-Origin: part of upstream PR #36261. A zero window makes the load window empty
-(every rearrangement sees no load), a zero step interval divides by zero in the
-gate the later patches add, and a zero log interval is a modulo by zero. The
-PR declares the bound on the fields (Pydantic `gt=0`) so that the config, the
-JSON `--eplb-config` and the dotted `--eplb-config.<field>` CLI forms all
-reject it with the field's name.
-"""
-
-from eplb_fork.codemod import bring_file, constrain_field, python_file
-
-SUBJECT = "[EPLB] Require positive window size and intervals"
-BODY = """
-EPLBConfig accepted window_size=0, step_interval=0 and
+"""EPLBConfig accepted window_size=0, step_interval=0 and
 log_balancedness_interval=0 (and negatives). None of them is meaningful: a
 zero window records nothing, so every rearrangement balances on an empty load
 window; step_interval and log_balancedness_interval are used as moduli and
@@ -23,6 +9,10 @@ ParallelConfig(eplb_config=...) and both CLI forms (--eplb-config JSON and
 --eplb-config.window_size N) now reject the value at parse time with an error
 that names the field.
 """
+
+from eplb_fork.codemod import bring_file, constrain_field, python_file
+
+SUBJECT = "[EPLB] Require positive window size and intervals"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:00:00+00:00"

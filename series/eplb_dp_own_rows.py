@@ -1,38 +1,4 @@
-"""Data parallelism and micro-batching: each rank counts only its own real tokens.
-
-Origin: ours (follows "Do not record padded tokens as expert load", which
-left data parallelism and micro-batching out). There the router's rows are
-not "real tokens, then padding": naive dispatch gathers every rank's padded
-block before routing (and every rank routes all of them), sequence-parallel
-MoE routes a slice of the rank's batch, DP chunking routes one chunk at a
-time and repeats the last row for ranks that ran out, and a micro-batch is
-a slice of the batch. The MoE runner knows which layout it built; it tells
-the router which of its rows belong to this rank's batch and where they sit
-in it, as host ints fixed by the padded shapes (so captured CUDA graphs
-stay valid), and the kernel compares them with the real count read on the
-device.
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    add_members,
-    add_parameter,
-    bring_file,
-    defines,
-    if_block,
-    import_names,
-    insert_after,
-    insert_before,
-    python_file,
-    replace_decorator,
-    replace_statement,
-    statement,
-    with_block,
-)
-
-SUBJECT = "[EPLB] Count only each rank's real tokens under DP and micro-batching"
-BODY = """
-With data parallelism the model runner left the real-token count at "all
+"""With data parallelism the model runner left the real-token count at "all
 rows", so padding was recorded as expert load, and more than once. Take
 four DP ranks with 3, 0, 5 and 1 scheduled tokens in a CUDA-graph step of
 8 rows each: naive dispatch (allgather_reducescatter with a method that has
@@ -73,6 +39,25 @@ again after dispatch) still counts every row.
 The window's ints are not specialized by Triton (do_not_specialize), so
 the lean launch's variants are unchanged.
 """
+
+from eplb_fork.codemod import (
+    add_call_keyword,
+    add_members,
+    add_parameter,
+    bring_file,
+    defines,
+    if_block,
+    import_names,
+    insert_after,
+    insert_before,
+    python_file,
+    replace_decorator,
+    replace_statement,
+    statement,
+    with_block,
+)
+
+SUBJECT = "[EPLB] Count only each rank's real tokens under DP and micro-batching"
 ORIGIN = "vendor"
 DATE = "2026-11-29T18:00:00+00:00"
 

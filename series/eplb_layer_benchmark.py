@@ -1,15 +1,4 @@
-"""Benchmark: EPLB's share of a whole MoE layer forward at prefill sizes.
-
-Origin: ours. A kernel's microseconds matter only against the layer they
-sit in; this puts the map+record revisions inside one MoE layer forward at
-two published model shapes.
-"""
-
-from eplb_fork.codemod import bring_file
-
-SUBJECT = "[EPLB] Add a benchmark of map+record's share of a MoE layer"
-BODY = """
-Add benchmarks/kernels/benchmark_eplb_moe_layer.py: one MoE layer forward
+"""Add benchmarks/kernels/benchmark_eplb_moe_layer.py: one MoE layer forward
 in plain torch (router GEMM, softmax top-k, EPLB map+record, grouped GEMMs
 over the physical experts, shared expert) at Qwen3-30B-A3B and DeepSeek-V3
 layer shapes, 2048 to 32768 prefill tokens, with each map+record revision
@@ -33,6 +22,10 @@ H200, this series' map+record (recording / skipping), torch grouped GEMMs:
 v0.19.1's compiled gather + scatter_add: 0.50-0.59% of the Qwen3 layer
 at every size.
 """
+
+from eplb_fork.codemod import bring_file
+
+SUBJECT = "[EPLB] Add a benchmark of map+record's share of a MoE layer"
 ORIGIN = "vendor"
 DATE = "2026-11-29T15:20:00+00:00"
 

@@ -1,26 +1,4 @@
-"""Router kernel launch: the compiled kernel is launched directly on repeat
-calls, and the ids come out in the dtype the router hands on.
-
-Origin: ours. In eager mode (prefill batches past the CUDA-graph sizes) the
-map+record call's host time is mostly Triton's per-call argument binding and
-cache lookup, and the router then copied the mapped ids once more when the
-MoE method wants another index dtype (`_convert_indices_dtype`).
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    add_parameter,
-    bring_file,
-    defines,
-    insert_before,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Launch map+record without Triton's per-call binding"
-BODY = """
-The map+record call costs more host time than the kernel takes on the GPU
+"""The map+record call costs more host time than the kernel takes on the GPU
 at decode sizes, and most of it is Triton's generic launch path (binding
 15 arguments, specializing each, hashing a cache key) plus Python that
 recomputes per call what a layer fixes once.
@@ -60,6 +38,19 @@ there), the compiled kernel's launcher takes 6.8 and allocating the output
 replay time is unchanged (within 0.03 us of the previous commit at every
 size).
 """
+
+from eplb_fork.codemod import (
+    add_call_keyword,
+    add_parameter,
+    bring_file,
+    defines,
+    insert_before,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Launch map+record without Triton's per-call binding"
 ORIGIN = "vendor"
 DATE = "2026-11-29T15:10:00+00:00"
 

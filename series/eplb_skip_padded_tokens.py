@@ -1,35 +1,4 @@
-"""Record only real tokens: padded rows are mapped but not counted as load.
-
-Origin: ours (upstream addressed the same flaw later, PR #38128). The model
-runner pads each batch up to a CUDA-graph capture size; the padded rows go
-through the router like real tokens and the kernel counts them. The real
-count changes between replays of one captured graph, so it reaches the
-kernel as device data: a 0-dim tensor owned by EplbState and shared with
-every layer (like the record flag), filled by the model runner before each
-forward and read inside the kernel.
-
-Scope: with data parallelism (naive dispatch gathers every rank's padded
-block before routing; chunked and sequence-parallel MoE slice it) or
-micro-batching, padding is not a tail of the router's rows, so there every
-row still counts, as before. The drafter's forwards also count every row.
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    add_members,
-    add_parameter,
-    bring_file,
-    if_block,
-    insert_after,
-    insert_before,
-    python_file,
-    statement,
-    with_block,
-)
-
-SUBJECT = "[EPLB] Do not record padded tokens as expert load"
-BODY = """
-Batches are padded to a CUDA-graph capture size, and the padded rows go
+"""Batches are padded to a CUDA-graph capture size, and the padded rows go
 through the router like real tokens: the map+record kernel counts them as
 expert load. Decode batches are padded most (a batch of 5 runs as 8; one
 of 129 as 136 or 256, depending on the capture sizes), and the padded rows
@@ -49,6 +18,21 @@ tokens, then padding" (naive dispatch gathers each rank's padded block,
 chunked and sequence-parallel MoE slice them), so there the runner keeps
 "all rows" and nothing changes.
 """
+
+from eplb_fork.codemod import (
+    add_call_keyword,
+    add_members,
+    add_parameter,
+    bring_file,
+    if_block,
+    insert_after,
+    insert_before,
+    python_file,
+    statement,
+    with_block,
+)
+
+SUBJECT = "[EPLB] Do not record padded tokens as expert load"
 ORIGIN = "vendor, https://github.com/vllm-project/vllm/pull/38128"
 DATE = "2026-11-29T12:02:00+00:00"
 

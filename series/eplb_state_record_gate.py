@@ -1,30 +1,4 @@
-"""EplbState: record expert load only on steps the next rearrangement reads.
-
-Origin: upstream PR #36261 (eplb_state.py half). The rearrangement reads the
-last `window_size` recorded steps; everything recorded earlier is overwritten
-first. The PR computes, on the host, whether the coming forward's load will be
-read, and publishes it as ONE 0-dim bool device tensor that every MoE layer of
-every model (main and drafter) holds by reference: one `fill_()` per step
-switches recording everywhere, and the map+record kernel (next patch) reads it
-on the device, so captured CUDA graphs follow it without recapture.
-"""
-
-from eplb_fork.codemod import (
-    add_members,
-    append_to,
-    bring_file,
-    call_statement,
-    if_block,
-    insert_after,
-    insert_before,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Record expert load only inside the rearrangement window"
-BODY = """
-EplbState records every forward pass's expert load, although a
+"""EplbState records every forward pass's expert load, although a
 rearrangement only reads the last window_size recorded steps: with the
 defaults (window 1000, interval 3000) two thirds of all recording is
 overwritten unread, and each recording costs one global atomic per
@@ -44,6 +18,21 @@ advances the window index) only on recording steps, and refills the flag
 at its end, ready for the next forward, including on the asynchronous
 early return. Dummy and profile steps behave as before.
 """
+
+from eplb_fork.codemod import (
+    add_members,
+    append_to,
+    bring_file,
+    call_statement,
+    if_block,
+    insert_after,
+    insert_before,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Record expert load only inside the rearrangement window"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:01:00+00:00"

@@ -1,25 +1,4 @@
-"""Router kernel: pick a redundant expert's replica per token, by hash.
-
-Origin: matches upstream's later fix (PR #40810, a multiplicative hash of the
-token index), written here against our kernel. PR #36261 picks replica
-`position % replica_count` over flattened (token, slot) positions. When top_k
-is a multiple of the replica count, `position % R == slot % R`: the replica
-depends only on which top-k slot the expert landed in, and a hot expert is
-mostly its tokens' first choice, so its load piles onto one replica.
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    add_parameter,
-    bring_file,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Pick replicas per token, without bias"
-BODY = """
-The fused map+record kernel picks replica (flattened position) % R for a
+"""The fused map+record kernel picks replica (flattened position) % R for a
 logical expert with R replicas. For top_k a multiple of R that is
 (top-k slot) % R: every token that has a hot expert as its first choice
 sends it to the same replica. Measured by the new test (8192 tokens, the
@@ -33,6 +12,17 @@ modulo R. All top-k slots of a token agree, and consecutive or strided
 token sets spread evenly: the same test measures max/mean below 1.15 for
 all four shapes, contiguous and every-8th-token routing alike.
 """
+
+from eplb_fork.codemod import (
+    add_call_keyword,
+    add_parameter,
+    bring_file,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Pick replicas per token, without bias"
 ORIGIN = "vendor, https://github.com/vllm-project/vllm/pull/40810"
 DATE = "2026-11-29T12:01:00+00:00"
 

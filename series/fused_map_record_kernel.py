@@ -1,35 +1,4 @@
-"""Router: one Triton kernel maps logical to physical ids and records load.
-
-Origin: upstream PR #36261 (base_router.py half). v0.19.1 maps and records
-with a torch.compile'd gather + scatter_add that always records. The PR fuses
-both into one Triton kernel that reads the shared `should_record_tensor` (the
-previous patch) on the device, so skipping costs almost nothing and CUDA-graph
-replays honour the flag. Ids outside the logical range map to -1 and never
-reach address math.
-
-Deviation from the PR, on purpose: the kernel and its launcher sit at module
-level (only the public name is chosen per platform), so the kernel can be
-tested on any machine under Triton's interpreter; and ids are read in their
-own dtype instead of through an int32 copy, which would wrap huge int64 ids
-into valid ones.
-"""
-
-from eplb_fork.codemod import (
-    add_call_keyword,
-    bring_file,
-    defines,
-    ensure_import,
-    fragment,
-    if_block,
-    insert_after,
-    python_file,
-    replace_statement,
-    statement,
-)
-
-SUBJECT = "[EPLB] Fuse expert mapping and load recording into one Triton kernel"
-BODY = """
-The router maps logical to physical expert ids and records the load with
+"""The router maps logical to physical expert ids and records the load with
 a torch.compile'd gather + scatter_add over every (token, top-k slot),
 on every forward pass, whether or not the load will be read. Measured on
 an H200 under CUDA-graph replay (top-8, 256 -> 288 experts), it takes
@@ -50,7 +19,28 @@ _apply_eplb_mapping passes it. Tests: test_routing.py's EPLB helper
 carries the flag, and a kernel test compares ids and load counts exactly
 against a pure-torch reference, on the GPU and under the Triton
 interpreter on CPU.
+
+Two deviations from the PR, on purpose: the kernel and its launcher sit
+at module level (only the public name is chosen per platform), so the
+kernel is tested on any machine under Triton's interpreter; and ids are
+read in their own dtype rather than through an int32 copy, which would
+wrap huge int64 ids into valid ones.
 """
+
+from eplb_fork.codemod import (
+    Fragments,
+    add_call_keyword,
+    bring_file,
+    defines,
+    ensure_import,
+    if_block,
+    insert_after,
+    python_file,
+    replace_statement,
+    statement,
+)
+
+SUBJECT = "[EPLB] Fuse expert mapping and load recording into one Triton kernel"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:02:00+00:00"
@@ -71,7 +61,7 @@ def apply(tree):
     with python_file(tree, BASE_ROUTER) as src:
         ensure_import(src, "from vllm.triton_utils import tl, triton")
         replace_statement(
-            src, "", if_block("current_platform.is_cuda_alike()"), fragment(KERNEL),
+            src, "", if_block("current_platform.is_cuda_alike()"), Fragments(KERNEL).code(),
             done=defines("_eplb_map_and_record_kernel"),
         )  # fmt: skip
         insert_after(
