@@ -11,8 +11,15 @@ EPLB_CACHE ?= $(CURDIR)/.cache
 export EPLB_CACHE
 
 ENGINE_VENV := .venv-engine
-ENGINE := $(ENGINE_VENV)/bin/python -m eplb_fork $(if $(BASE),--base $(BASE))
 FORK := build/fork
+PATCHES := build/patches
+ENGINE := $(ENGINE_VENV)/bin/python -m eplb_fork $(if $(BASE),--base $(BASE)) \
+	--fork $(FORK) --patches $(PATCHES)
+# What the engine knows (the fork's version and base tag, the bases to test,
+# the files a span of commits touches, a patch's commit), asked from any
+# directory: recipes ask inside fork checkouts.
+ASK_ANY := PYTHONPATH=$(CURDIR) $(CURDIR)/$(ENGINE_VENV)/bin/python -m eplb_fork
+ASK := $(ASK_ANY) $(if $(BASE),--base $(BASE)) --fork $(abspath $(FORK))
 FORK_PYTHON := $(CURDIR)/.venv/bin/python
 # Upstream tests the series edits that need CUDA and vLLM's compiled ops:
 # collected here (imports, parametrization), run on GPU machines.
@@ -22,16 +29,14 @@ CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
 FORK_TEST_ENV := TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=
 RUFF := $(CURDIR)/$(ENGINE_VENV)/bin/ruff
 
-# Shell snippets for a recipe run inside a fork checkout, between revisions
-# $(1) and $(2): the files the series adds or edits (pathspec $(3)), the
-# touched test files that run on CPU, and the fork's own ruff on the touched
-# Python files (ruff pinned as in the fork's pre-commit config).
-touched = $$(git diff --name-only --diff-filter=AM $(1)..$(2) -- '$(3)')
-cpu_tests = $$(git diff --name-only --diff-filter=AM $(1)..$(2) -- 'tests/*test_*.py' \
-	| grep -v -x -F $(addprefix -e ,$(CUDA_ONLY_TESTS)))
-fork_ruff = files=$(call touched,$(1),$(2),*.py) && \
-	$(RUFF) check --no-cache -q $$files && $(RUFF) format --no-cache --check -q $$files
-BASE_TAG := $$(git describe --tags --abbrev=0 --match 'base/v*')
+# Shell snippets for a recipe run inside a fork checkout: the files the
+# commits $(1)..$(2) add or edit ($(3): --python for the Python files), the
+# test files among them that run on CPU, and the fork's own ruff on files
+# $(1) (ruff pinned as in the fork's pre-commit config).
+touched = $$($(ASK) touched --tree . $(3) $(1) $(2))
+cpu_tests = $(call touched,$(1),$(2),--tests $(addprefix --skip ,$(CUDA_ONLY_TESTS)))
+fork_ruff = $(RUFF) check --no-cache -q $(1) && $(RUFF) format --no-cache --check -q $(1)
+BASE_TAG := $$($(ASK) info base-tag)
 
 .PHONY: fork patches changelog apply install test test-bases test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
@@ -58,21 +63,21 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-fork
+test: test-engine lint-fork test-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-standalone test-fork
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
 # with `make apply`, compiles, and every test the series brings or edits
 # passes on the result.
 test-drift: engine
-	rm -rf build/drift && git clone -q --branch base/v0.19.1 $(FORK) build/drift
+	rm -rf build/drift && git clone -q --branch $(BASE_TAG) $(FORK) build/drift
 	cd build/drift && git checkout -q -b fork-main && \
 	  git -c user.name=drift -c user.email=drift@example.org commit -q --allow-empty -m "fork: start"
 	$(ENGINE_VENV)/bin/python -m eplb_fork.drift build/drift
 	cd build/drift && git -c user.name=drift -c user.email=drift@example.org commit -qam "fork: local changes"
 	$(ENGINE) apply --tree build/drift --branch eplb-fastpath
 	cd build/drift && $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile \
-	  $(call touched,fork-main,eplb-fastpath,*.py)
+	  $(call touched,fork-main,eplb-fastpath,--python)
 	# The drifted tree runs on the installed fork's compiled extensions.
 	cp $(FORK)/vllm/*.so $(FORK)/vllm/_version.py build/drift/vllm/
 	cd build/drift && tests=$(call cpu_tests,fork-main,eplb-fastpath) && \
@@ -83,13 +88,13 @@ test-drift: engine
 # Every commit of the series as a reviewer bisecting meets it: the files it
 # touches pass the fork's ruff and byte-compile, and the tests it adds or
 # edits pass at that commit (on the installed fork's compiled extensions).
-test-bisect:
+test-bisect: engine
 	rm -rf build/bisect && git clone -q $(FORK) build/bisect
 	cp $(FORK)/vllm/*.so $(FORK)/vllm/_version.py build/bisect/vllm/
-	cd build/bisect && for c in $$(git rev-list --reverse $(BASE_TAG)..HEAD); do \
+	cd build/bisect && tag=$(BASE_TAG) && for c in $$(git rev-list --reverse $$tag..HEAD); do \
 	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
-	  $(call fork_ruff,$$c~1,$$c) && $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files \
-	    || exit 1; \
+	  files=$(call touched,$$c~1,$$c,--python) && $(call fork_ruff,$$files) && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files || exit 1; \
 	  tests=$(call cpu_tests,$$c~1,$$c); \
 	  if [ -n "$$tests" ]; then \
 	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests \
@@ -97,34 +102,40 @@ test-bisect:
 	    tail -1 $(CURDIR)/build/bisect-tests.log; fi; \
 	done
 
-# What goes to review reproduces the fork: `git am build/patches/*` on the
-# base gives HEAD's tree.
-test-roundtrip:
-	rm -rf build/am-check && git clone -q --branch base/v0.19.1 $(FORK) build/am-check
-	cd build/am-check && git -c user.name=am -c user.email=am@example.org am -q $(CURDIR)/build/patches/*.patch
+# What goes to review reproduces the fork: `git am` of the numbered patches
+# in build/patches (not the cover letter) on the base gives HEAD's tree.
+REVIEW_PATCHES = $(filter-out %/0000-cover-letter.patch,$(wildcard $(abspath $(PATCHES))/*.patch))
+test-roundtrip: engine
+	@$(if $(REVIEW_PATCHES),true,echo "no patches in $(PATCHES): make patches"; exit 2)
+	rm -rf build/am-check && git clone -q --branch $(BASE_TAG) $(FORK) build/am-check
+	@echo "git am the $(words $(REVIEW_PATCHES)) numbered patches of $(PATCHES) in build/am-check"
+	@cd build/am-check && git -c user.name=am -c user.email=am@example.org am -q $(REVIEW_PATCHES)
 	test "$$(git -C build/am-check rev-parse 'HEAD^{tree}')" = "$$(git -C $(FORK) rev-parse 'HEAD^{tree}')"
-	@echo "git am of build/patches reproduces build/fork's tree"
+	@echo "git am of $(PATCHES) reproduces $(FORK)'s tree"
 
-# Other bases: the series applies (as commits, no install), byte-compiles and
-# passes each fork's own ruff. On a release that ships PR #36261 the engine
-# reports those patches as upstream and refuses the rest with that report.
-OTHER_BASES := 0.19.0 0.18.1 0.18.0
+# Other bases (the pinned releases before the first that ships part of the
+# series): the series applies (as commits, no install), byte-compiles and
+# passes each fork's own ruff. On the first release that ships part of it
+# (PR #36261) the engine reports those patches as upstream and refuses the
+# rest with that report.
 test-bases: engine
-	@for v in $(OTHER_BASES); do \
+	@for v in $$($(ASK) info bases); do \
 	  echo "== base $$v"; \
 	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
 	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1 \
 	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
 	  grep -E "^  [0-9a-f]+ applied" build/base-$$v.log; \
-	  (cd build/fork-$$v && $(call fork_ruff,base/v$$v,HEAD) && \
+	  (cd build/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
+	    files=$(call touched,$$tag,HEAD,--python) && $(call fork_ruff,$$files) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
 	done
-	@echo "== base 0.20.0 (ships PR #36261)"; \
-	if $(ENGINE_VENV)/bin/python -m eplb_fork --base 0.20.0 --fork build/fork-0.20.0 \
-	    --patches build/patches-0.20.0 fork > build/base-0.20.0.log 2>&1; then \
-	  echo "expected a refusal on 0.20.0"; exit 1; fi; \
-	cat build/base-0.20.0.log | grep -v "%" | tail -7; \
-	test $$(grep -c "upstream in v0.20.0 .*\[EPLB\]" build/base-0.20.0.log) -eq 3
+	@v=$$($(ASK) info upstream-base) && n=$$($(ASK_ANY) --base $$v info upstream-count) || exit 1; \
+	echo "== base $$v (ships $$n patches of the series)"; \
+	if $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
+	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1; then \
+	  echo "expected a refusal on $$v"; exit 1; fi; \
+	cat build/base-$$v.log | grep -v "%" | tail -7; \
+	test $$(grep -c "upstream in v$$v .*\[EPLB\]" build/base-$$v.log) -eq $$n
 
 # The benchmark's CPU mode under the interpreter: it runs, nothing is timed.
 # The layer benchmark's smoke run checks the load each revision records.
@@ -134,13 +145,13 @@ bench-smoke:
 	cd $(FORK) && $(FORK_TEST_ENV) $(FORK_PYTHON) benchmarks/kernels/benchmark_eplb_moe_layer.py \
 	  --smoke > $(CURDIR)/build/bench-layer-smoke.txt && tail -2 $(CURDIR)/build/bench-layer-smoke.txt
 
-# The EPLB demo (eplb_fork/demo.py): the installed fork's recording gate,
+# The EPLB demo (package eplb_demo): the installed fork's recording gate,
 # map+record kernel (Triton interpreter, CPU tensors) and default rebalance
 # policy on skewed synthetic MoE load, checked against the demo's own counts;
 # writes summary.txt and eplb_demo.png to build/demo. demo-smoke is its short
 # mode (3 rearrangements, well under a minute) and fails on a failed check.
 .PHONY: demo demo-smoke
-DEMO := $(FORK_TEST_ENV) $(FORK_PYTHON) -m eplb_fork.demo
+DEMO := $(FORK_TEST_ENV) $(FORK_PYTHON) -m eplb_demo
 demo: .venv/.demo-installed
 	$(DEMO)
 
@@ -162,7 +173,7 @@ test-engine: lint-engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
 
 # Every test file the series adds or edits, against the installed fork.
-test-fork:
+test-fork: engine
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
 	cd $(FORK) && tests=$(call cpu_tests,$(BASE_TAG),HEAD) && \
 	  $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider --collect-only $(CUDA_ONLY_TESTS) | tail -1 && \
@@ -199,7 +210,8 @@ test-wheel: engine
 # Upstream's checks: every Python file the series touches passes the fork's
 # own ruff configuration.
 lint-fork: engine
-	cd $(FORK) && $(call fork_ruff,$(BASE_TAG),HEAD) && echo "fork ruff: $$(echo $$files | wc -w) files clean"
+	cd $(FORK) && files=$(call touched,$(BASE_TAG),HEAD,--python) && $(call fork_ruff,$$files) && \
+	  echo "fork ruff: $$(echo $$files | wc -w) files clean"
 
 # What the GPU machine needs to run the kernel tests and the benchmark without
 # vLLM: the fork files they load, at their fork paths, and the router revisions
@@ -207,19 +219,29 @@ lint-fork: engine
 GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
 	vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py \
 	vllm/distributed/eplb/eplb_state.py \
-	$(shell cd tests && ls kernels/moe/test_eplb_*.py | sed 's|^|tests/|') \
+	$(shell cd $(FORK) 2>/dev/null && ls tests/kernels/moe/*eplb*.py) \
 	benchmarks/kernels/benchmark_eplb_map_record.py \
 	benchmarks/kernels/benchmark_eplb_moe_layer.py
 ROUTER := vllm/model_executor/layers/fused_moe/router/base_router.py
-gpu-bundle:
+gpu-bundle: engine
 	rm -rf build/gpu && mkdir -p build/gpu/revisions && cd $(FORK) && \
 	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done && \
-	  git show base/v0.19.1:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
-	  git show "$$(git rev-parse ':/^\[EPLB\] Fuse expert mapping'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/pr.py && \
-	  git show "$$(git rev-parse ':/^\[EPLB\] Do not record padded'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/fixes.py && \
-	  git show "$$(git rev-parse ':/^\[EPLB\] Aggregate expert load'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/histogram.py && \
-	  git show "$$(git rev-parse ':/^\[EPLB\] Launch map.record'):$(ROUTER)" > $(CURDIR)/build/gpu/revisions/lean.py && \
+	  tag=$(BASE_TAG) && git show $$tag:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
+	  for named in pr=fused_map_record_kernel fixes=eplb_skip_padded_tokens \
+	      histogram=eplb_block_histogram lean=eplb_lean_launch; do \
+	    rev=$$($(ASK) revision $${named#*=}) && \
+	    git show $$rev:$(ROUTER) > $(CURDIR)/build/gpu/revisions/$${named%%=*}.py || exit 1; \
+	  done && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
+
+# The bundle through eplb_fork.gpu_standalone, on CPU under the interpreter:
+# it computes what the installed fork computes, its stand-ins answer as vLLM
+# does, its kernel tests and benchmark smoke runs pass as on the GPU machine.
+.PHONY: test-standalone
+test-standalone: gpu-bundle
+	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
+	$(FORK_TEST_ENV) EPLB_GPU_BUNDLE=build/gpu $(FORK_PYTHON) -m pytest -q -p no:cacheprovider \
+	  eplb_fork/fork_venv_tests
 
 engine: $(ENGINE_VENV)/.installed
 

@@ -1,4 +1,5 @@
-"""Command line: `python -m eplb_fork {fork,install,patches,wheel,link,changelog,apply}`."""
+"""Command line: `python -m eplb_fork {fork,install,patches,wheel,link,changelog,apply}`,
+and the queries the Makefile asks: `info`, `touched`, `revision`."""
 
 from __future__ import annotations
 
@@ -8,20 +9,22 @@ import sys
 import time
 from pathlib import Path
 
-from eplb_fork import REPO_ROOT, EngineError
-from eplb_fork.apply import (
-    apply_series,
-    base_is_current,
-    base_tag,
-    export_patches,
-    init_base_repo,
-    tree_version,
-)
-from eplb_fork.base import Release, fetch_sdist, fetch_wheel, pinned_release
+from eplb_fork import REPO_ROOT, EngineError, info
+from eplb_fork.apply import apply_series, tree_version
+from eplb_fork.base import Release, fetch_sdist, fetch_wheel, load_pins, pinned_release
+from eplb_fork.baserepo import base_tag, fresh_base
+from eplb_fork.export import export_patches
 from eplb_fork.gittree import Repo
-from eplb_fork.series import changelog, load_series, series_author, with_changelog
+from eplb_fork.series import changelog, load_series, patch_commits, series_author, with_changelog
 
 BUILD = REPO_ROOT / "build"
+INFO_FACTS = {
+    "version": "the fork's version, 0.19.1+eplb.N (N commits on its base)",
+    "base-tag": "the tag of the base commit in the fork",
+    "bases": "the other pinned releases the whole series applies to",
+    "upstream-base": "the first release that ships part of the series",
+    "upstream-count": "how many patches the base release ships",
+}
 
 
 def _cache(args: argparse.Namespace) -> Path:
@@ -63,20 +66,14 @@ def cmd_fork(args: argparse.Namespace) -> None:
     author = series_author()
     fork = Path(args.fork)
     with Step(f"base vLLM {release.version}"):
-        sdist = fetch_sdist(release, _cache(args))
-        if base_is_current(fork, release):
-            repo = Repo(fork)
-            if repo.is_dirty():
-                raise EngineError(f"{fork} has local changes; move them away or delete {fork}")
-            print(f"{fork}: reset to {base_tag(release)}")
-            repo.git("checkout", "--quiet", "-B", "main", base_tag(release))
-        else:
-            repo = init_base_repo(fork, release, sdist, author)
+        repo = fresh_base(fork, release, fetch_sdist(release, _cache(args)), author)
     with Step(f"apply {len(patches)} patches"):
-        outcomes = apply_series(repo, patches, author, base_version=release.version)
+        outcomes = apply_series(
+            repo, patches, author, base_version=release.version, since=base_tag(release)
+        )
     with Step("export patches"):
-        exported = export_patches(repo, release, Path(args.patches))
-        print(f"{len(exported)} patches in {args.patches}")
+        exported = export_patches(repo, release, Path(args.patches), patches, author)
+        print(f"{len(exported)} files (cover letter and patches) in {args.patches}")
     if args.install:
         cmd_install(args, applied=sum(1 for o in outcomes if o.commit))
 
@@ -93,7 +90,7 @@ def cmd_install(args: argparse.Namespace, applied: int | None = None) -> None:
 
 
 def cmd_wheel(args: argparse.Namespace) -> None:
-    from eplb_fork.install import build_wheel
+    from eplb_fork.wheel import build_wheel
 
     release = pinned_release(args.base)
     fork = Path(args.fork)
@@ -104,7 +101,7 @@ def cmd_wheel(args: argparse.Namespace) -> None:
 
 
 def cmd_link(args: argparse.Namespace) -> None:
-    from eplb_fork.install import link_distributions
+    from eplb_fork.links import link_distributions
 
     linked = link_distributions(Path(args.venv), Path(args.into), args.roots)
     print(f"linked {len(linked)} distributions from {args.venv} into {args.into}: "
@@ -113,7 +110,9 @@ def cmd_link(args: argparse.Namespace) -> None:
 
 def cmd_patches(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
-    exported = export_patches(Repo(Path(args.fork)), release, Path(args.patches))
+    exported = export_patches(
+        Repo(Path(args.fork)), release, Path(args.patches), load_series(), series_author()
+    )
     for path in exported:
         print(path)
 
@@ -124,6 +123,38 @@ def cmd_apply(args: argparse.Namespace) -> None:
     print(f"apply the series to {args.tree} (vLLM {version or 'version unknown'}) "
           f"on new branch {args.branch}")  # fmt: skip
     apply_series(repo, load_series(), series_author(), branch=args.branch, base_version=version)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    release = pinned_release(args.base)
+    if args.fact == "version":
+        print(_installed_version(release, Path(args.fork)))
+    elif args.fact == "base-tag":
+        print(base_tag(release))
+    elif args.fact == "bases":
+        print(" ".join(info.other_bases(load_series(), release.version, load_pins()[1])))
+    elif args.fact == "upstream-base":
+        print(pinned_release(info.upstream_release(load_series())).version)
+    elif args.fact == "upstream-count":
+        print(info.upstream_count(load_series(), release.version))
+
+
+def cmd_touched(args: argparse.Namespace) -> None:
+    repo = Repo(Path(args.tree or args.fork))
+    files = info.touched(
+        repo, args.old, args.new, python=args.python, tests=args.tests, skip=args.skip
+    )
+    print("\n".join(files))
+
+
+def cmd_revision(args: argparse.Namespace) -> None:
+    names = [patch.name for patch in load_series()]
+    if args.patch not in names:
+        raise EngineError(f"{args.patch} is not a patch of the series ({', '.join(names)})")
+    held = patch_commits(Repo(Path(args.fork)), "HEAD")
+    if args.patch not in held:
+        raise EngineError(f"no commit in {args.fork} carries the trailer of {args.patch}")
+    print(held[args.patch])
 
 
 def cmd_changelog(args: argparse.Namespace) -> None:
@@ -162,6 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("--tree", required=True)
     apply.add_argument("--branch", default="eplb-fastpath")
     apply.set_defaults(run=cmd_apply)
+    facts = sub.add_parser("info", help="a fact the Makefile needs, from the engine's sources")
+    facts.add_argument(
+        "fact", choices=INFO_FACTS, help="; ".join(map(": ".join, INFO_FACTS.items()))
+    )
+    facts.set_defaults(run=cmd_info)
+    touch = sub.add_parser("touched", help="files the commits OLD..NEW add or edit, one a line")
+    touch.add_argument("--tree", help="the git checkout (default: the fork)")
+    touch.add_argument("--python", action="store_true", help="Python files only")
+    touch.add_argument("--tests", action="store_true", help="test files only (tests/**/test_*.py)")
+    touch.add_argument("--skip", action="append", default=[], help="leave this file out")
+    touch.add_argument("old")
+    touch.add_argument("new")
+    touch.set_defaults(run=cmd_touched)
+    revision = sub.add_parser("revision", help="the fork's commit of a patch (by its trailer)")
+    revision.add_argument("patch", help="a patch module's name, as in series/series")
+    revision.set_defaults(run=cmd_revision)
     args = parser.parse_args(argv)
     try:
         args.run(args)

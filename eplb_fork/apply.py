@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from packaging.version import Version
 
 from eplb_fork import EngineError
-from eplb_fork.base import Release, extract_sdist
 from eplb_fork.codemod import AnchorMissing, Conflict
 from eplb_fork.gittree import Draft, Identity, Repo
-from eplb_fork.series import Patch
+from eplb_fork.series import Patch, patch_commits
 
 
 @dataclass(frozen=True)
@@ -20,6 +17,7 @@ class Outcome:
     patch: Patch
     commit: str | None  # None: the tree already had this change
     upstream_in: str | None = None  # the base release already ships it
+    held_in: str | None = None  # our commit of it the tree already holds
 
     @property
     def status(self) -> str:
@@ -53,13 +51,17 @@ def apply_series(
     *,
     branch: str | None = None,
     base_version: str | None = None,
+    since: str | None = None,
     say=print,
 ) -> list[Outcome]:
     """Commit each patch on top of HEAD. With `branch`, the commits go on a new
     branch (checked out at the end); without, the current branch moves.
 
     Patches the base release already ships upstream (by their
-    Applied-Upstream metadata) are reported and skipped, never applied twice.
+    Applied-Upstream metadata) are reported and skipped, never applied twice;
+    so are patches whose commit (by its patch trailer) HEAD's history holds
+    after `since` (the base, when known), however the commits on top of it
+    changed their code since.
     Nothing moves until every patch has been applied: a failure leaves HEAD,
     branches, index and worktree as they were, and reports each patch's state.
     """
@@ -70,11 +72,14 @@ def apply_series(
     if branch and repo.ref_exists(f"refs/heads/{branch}"):
         raise EngineError(f"branch {branch} already exists in {repo.path}")
     start = repo.head()
+    held = patch_commits(repo, start, since)
     outcomes = []
     with Draft(repo, start) as draft:
         for number, patch in enumerate(patches, 1):
             if already_upstream(patch, base_version):
                 outcome = Outcome(patch, None, upstream_in=patch.upstream_version)
+            elif patch.name in held:
+                outcome = Outcome(patch, None, held_in=held[patch.name])
             else:
                 try:
                     patch.apply(draft)
@@ -88,7 +93,7 @@ def apply_series(
                 commit = draft.commit(patch.message(author), patch.identity(author))
                 outcome = Outcome(patch, commit)
             outcomes.append(outcome)
-            short = outcome.commit[:12] if outcome.commit else "-" * 12
+            short = (outcome.commit or outcome.held_in or "-" * 12)[:12]
             say(f"  {short} {outcome.status:<24} {patch.subject}")
         tip = draft.tip
     if tip != start:
@@ -102,48 +107,3 @@ def apply_series(
     elif branch:
         repo.git("checkout", "--quiet", "-b", branch)
     return outcomes
-
-
-def base_tag(release: Release) -> str:
-    return f"base/v{release.version}"
-
-
-def init_base_repo(fork: Path, release: Release, sdist: Path, author: Identity) -> Repo:
-    """A git repo holding the pristine sdist as one commit, tagged base/vX."""
-    if fork.exists():
-        shutil.rmtree(fork)
-    fork.parent.mkdir(parents=True, exist_ok=True)
-    print(f"unpack {sdist.name} -> {fork}")
-    extract_sdist(sdist, fork)
-    repo = Repo(fork)
-    repo.git("init", "--quiet", "--initial-branch=main")
-    repo.git("config", "user.name", author.name)
-    repo.git("config", "user.email", author.email)
-    # The sdist's own .gitignore decides what is source; build outputs the
-    # install adds later stay ignored, so the fork reads as clean afterwards.
-    repo.git("add", "--all")
-    who = Identity("vLLM base import", author.email, release.released)
-    repo.git(
-        "commit", "--quiet", "--no-verify", "-m",
-        f"Import vLLM v{release.version} from its PyPI sdist\n\n"
-        f"{release.sdist} sha256:{release.sdist_sha256}\n",
-        env=who.env(),
-    )  # fmt: skip
-    repo.git("tag", base_tag(release))
-    return repo
-
-
-def base_is_current(fork: Path, release: Release) -> bool:
-    repo = Repo(fork)
-    return (fork / ".git").exists() and repo.ref_exists(f"refs/tags/{base_tag(release)}")
-
-
-def export_patches(repo: Repo, release: Release, out: Path) -> list[Path]:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    repo.git(
-        "format-patch", "--quiet", "--zero-commit", "--no-signature", "--output-directory",
-        str(out.resolve()), f"{base_tag(release)}..HEAD",
-    )  # fmt: skip
-    return sorted(out.glob("*.patch"))

@@ -19,6 +19,7 @@ import tarfile
 import tomllib
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,44 +115,46 @@ def _verified(path: Path, expected: str) -> bool:
     return True
 
 
-def fetch_sdist(release: Release, cache: Path) -> Path:
-    cache.mkdir(parents=True, exist_ok=True)
-    dest = cache / release.sdist
-    if _verified(dest, release.sdist_sha256):
-        print(f"sdist {release.sdist}: cached, sha256 ok")
+def _pinned_file(kind: str, dest: Path, sha256: str, fetch: Callable[[Path], None]) -> Path:
+    """`dest` with the pinned `sha256`: the cached file if it has it, else
+    what `fetch(dest)` puts there, which must have it."""
+    if _verified(dest, sha256):
+        print(f"{kind} {dest.name}: cached, sha256 ok")
         return dest
-    index_url = configured_index_url()
-    entry = _index_entry(index_url, "vllm", release.sdist)
-    index_hash = entry.get("hashes", {}).get("sha256")
-    if index_hash != release.sdist_sha256:
-        raise EngineError(
-            f"{index_url} publishes sha256 {index_hash} for {release.sdist}, "
-            f"but requirements/base.toml pins {release.sdist_sha256}"
-        )
-    _download(entry["url"], dest)
-    if not _verified(dest, release.sdist_sha256):
-        raise EngineError(f"downloaded {release.sdist} does not match its sha256")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fetch(dest)
+    if not _verified(dest, sha256):
+        raise EngineError(f"the fetched {dest.name} does not have the pinned sha256")
     return dest
+
+
+def fetch_sdist(release: Release, cache: Path) -> Path:
+    def from_index(dest: Path) -> None:
+        index_url = configured_index_url()
+        entry = _index_entry(index_url, "vllm", release.sdist)
+        index_hash = entry.get("hashes", {}).get("sha256")
+        if index_hash != release.sdist_sha256:
+            raise EngineError(
+                f"{index_url} publishes sha256 {index_hash} for {release.sdist}, "
+                f"but requirements/base.toml pins {release.sdist_sha256}"
+            )
+        _download(entry["url"], dest)
+
+    return _pinned_file("sdist", cache / release.sdist, release.sdist_sha256, from_index)
 
 
 def fetch_wheel(release: Release, cache: Path) -> Path:
-    wheels = cache / "wheels"
-    dest = wheels / release.wheel
-    if _verified(dest, release.wheel_sha256):
-        print(f"wheel {release.wheel}: cached, sha256 ok")
-        return dest
-    wheels.mkdir(parents=True, exist_ok=True)
-    print(f"pip download vllm=={release.version} --no-deps (about 430 MB)")
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
-            "-d", str(wheels), f"vllm=={release.version}",
-        ],
-        check=True,
-    )  # fmt: skip
-    if not _verified(dest, release.wheel_sha256):
-        raise EngineError(f"pip did not produce {release.wheel} with the pinned sha256")
-    return dest
+    def with_pip(dest: Path) -> None:
+        print(f"pip download vllm=={release.version} --no-deps (about 430 MB)")
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
+                "-d", str(dest.parent), f"vllm=={release.version}",
+            ],
+            check=True,
+        )  # fmt: skip
+
+    return _pinned_file("wheel", cache / "wheels" / release.wheel, release.wheel_sha256, with_pip)
 
 
 def extract_sdist(sdist: Path, dest: Path) -> None:

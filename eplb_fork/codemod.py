@@ -582,10 +582,176 @@ def replace_decorator(src: PythonFile, function: str, old: str, new: str) -> Non
     src.replace(node, node.with_changes(decorators=decorators))
 
 
+def containing(outer: Shape, inner: Shape) -> Shape:
+    """A statement of shape `outer` whose blocks (its own, and those nested in
+    its if/with/for/while/try) hold a statement of shape `inner`: a block
+    recognised by what was put inside it."""
+
+    def matches(node: cst.CSTNode) -> bool:
+        return outer.matches(node) and any(
+            inner.matches(member) for block, _ in _blocks(node, 0) for member in _body_of(block)
+        )
+
+    return Shape(f"{outer.describe} holding {inner.describe}", matches)
+
+
+def after_blank_line(code: str) -> str:
+    """`code` set off by one blank line from the statement it follows."""
+    return "\n\n" + code
+
+
+def _defined_name(node: cst.CSTNode) -> str | None:
+    """The name a definition, a field or a plain `NAME = value` binds."""
+    if isinstance(node, cst.SimpleStatementLine) and len(node.body) == 1:
+        inner = node.body[0]
+        if isinstance(inner, cst.Assign) and len(inner.targets) == 1:
+            target = inner.targets[0].target
+            return target.value if isinstance(target, cst.Name) else None
+    return _named(node)
+
+
 def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     yield node
     for child in node.children:
         yield from _walk(child)
+
+
+def uses(name: str) -> Shape:
+    """A simple statement (not a block) that reads or writes `name`, a name or
+    an attribute such as `self._maybe_dispatch`."""
+    wanted = _shape(name)
+    last = name.rsplit(".", 1)[-1]
+
+    def names_it(part: cst.CSTNode) -> bool:
+        if isinstance(part, cst.Attribute):
+            return part.attr.value == last and _shape(_code(part)) == wanted
+        return isinstance(part, cst.Name) and part.value == name
+
+    def parts(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+        # `obj.attr` uses `obj`, not a name `attr`; `f(key=v)` uses `v`.
+        yield node
+        for child in [node.value] if isinstance(node, (cst.Attribute, cst.Arg)) else node.children:
+            yield from parts(child)
+
+    def matches(node: cst.CSTNode) -> bool:
+        return isinstance(node, cst.SimpleStatementLine) and any(map(names_it, parts(node)))
+
+    return Shape(f"statement using `{name}`", matches)
+
+
+def _ellipsis(node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.SimpleStatementLine)
+        and isinstance(node.body[0], cst.Expr)
+        and isinstance(node.body[0].value, cst.Ellipsis)
+    )
+
+
+def enclose(src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape) -> None:
+    """Put the anchor statement inside `code`, in place of its `...` statement
+    (a branch that keeps what was there); the comments above the anchor head
+    `code`. `done` recognises the result."""
+    if src.has_statement(scope, done):
+        return
+    block, index, depth = src.locate(scope, anchor)
+    body = list(_body_of(block))
+    old = body[index]
+    new = parse_statements(code, depth)
+    placeholder = next((n for statement in new for n in _walk(statement) if _ellipsis(n)), None)
+    if placeholder is None:
+        raise EngineError("enclose: the code has no `...` statement for the anchor to go in")
+    kept = old.with_changes(leading_lines=[])  # type: ignore[attr-defined]
+    new = [statement.deep_replace(placeholder, kept) for statement in new]  # type: ignore[misc]
+    new[0] = new[0].with_changes(leading_lines=[*old.leading_lines, *new[0].leading_lines])  # type: ignore[attr-defined]
+    body[index : index + 1] = new
+    src.set_block(block, body)
+
+
+def insert_below_comments(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+    """Put `code` right before the anchor statement but below the comments
+    above it, which then head both (once)."""
+    block, index, depth = src.locate(scope, anchor)
+    new = parse_statements(code, depth)
+    body = list(_body_of(block))
+    if _already_there(body, index - len(new), new):
+        return
+    comments = body[index].leading_lines  # type: ignore[attr-defined]
+    new[0] = new[0].with_changes(leading_lines=[*comments, *new[0].leading_lines])
+    body[index : index + 1] = [*new, body[index].with_changes(leading_lines=[])]
+    src.set_block(block, body)
+
+
+def add_definitions(
+    src: PythonFile, code: str, *, after: Shape | None = None, before: Shape | None = None
+) -> None:
+    """Put module-level definitions (functions, classes, constants, each with
+    its comments) right after or before the anchor, two blank lines above
+    each as PEP 8 spaces them (once)."""
+    anchor = after or before
+    if anchor is None:
+        raise EngineError("add_definitions needs an anchor: after= or before=")
+    block, index, _ = src.locate("", anchor)
+    spaced = [
+        node.with_changes(leading_lines=[cst.EmptyLine(), cst.EmptyLine(), *_comments(node)])
+        for node in parse_statements(code)
+    ]
+    body = list(_body_of(block))
+    at = index + 1 if after is not None else index
+    there = at if after is not None else at - len(spaced)
+    if _already_there(body, there, spaced):
+        return
+    body[at:at] = spaced
+    src.set_block(block, body)
+
+
+def insert_element(src: PythonFile, scope: str, anchor: Shape, element: str, *, after: str) -> None:
+    """The tuple or list the anchor statement assigns gains `element` right
+    after its element `after`, laid out like it (once)."""
+    block, index, _ = src.locate(scope, anchor)
+    statement_line = _body_of(block)[index]
+    value = statement_line.body[0].value  # type: ignore[attr-defined]
+    if not isinstance(value, (cst.Tuple, cst.List)):
+        raise AnchorMissing(f"{scope} {anchor.describe} as a tuple or list", src.path)
+    elements = list(value.elements)
+    shapes = [_shape(_code(e).rstrip(", \n")) for e in elements]
+    if _shape(after) not in shapes:
+        raise AnchorMissing(f"{scope} element `{after}` of {anchor.describe}", src.path)
+    at = shapes.index(_shape(after)) + 1
+    if at < len(shapes) and shapes[at] == _shape(element):
+        return
+    new = cst.ensure_type(cst.parse_expression(f"({element},)"), cst.Tuple).elements[0]
+    elements.insert(at, new.with_changes(comma=elements[at - 1].comma))
+    src.replace(value, value.with_changes(elements=elements))
+
+
+def replace_definition(src: PythonFile, scope: str, code: str) -> None:
+    """Swap the def or class in `scope` named like the one in `code` for it,
+    keeping the blank lines and comments above the old one (once)."""
+    new = parse_statements(code, src.body(scope)[2])
+    name = _named(new[0])
+    if name is None:
+        raise EngineError(f"no def or class to replace {scope or src.path} with")
+    block, index, _ = src.locate(scope, defines(name))
+    body = list(_body_of(block))
+    if _already_there(body, index, new):
+        return
+    new[0] = new[0].with_changes(leading_lines=[*body[index].leading_lines, *new[0].leading_lines])
+    body[index : index + 1] = new
+    src.set_block(block, body)
+
+
+def replace_docstring(src: PythonFile, scope: str, code: str) -> None:
+    """Give `scope` the docstring `code` (as a holder's body gives it),
+    indented for its place; one it already has is left alone."""
+    block, body, depth = src.body(scope)
+    new = parse_statements(code, depth)[0]
+    if body and _is_bare_string(body[0]):
+        if _same(body[0], _code(new)):
+            return
+        body[0] = new.with_changes(leading_lines=body[0].leading_lines)  # type: ignore[attr-defined]
+    else:
+        body.insert(0, new)
+    src.set_block(block, body)
 
 
 # --------------------------------------------------------------------------
@@ -631,7 +797,7 @@ class Fragments:
     def _node(self, name: str) -> cst.CSTNode:
         node: cst.CSTNode = self.module
         for part in name.split("."):
-            found = [m for m in _body_of(node) if _named(m) == part]
+            found = [m for m in _body_of(node) if _defined_name(m) == part]
             if not found:
                 raise EngineError(f"{self.path} has no `{name}`")
             node = found[0]
@@ -647,8 +813,15 @@ class Fragments:
         return self._statements(self._node(name))
 
     def body(self, name: str) -> str:
-        """The statements of holder function `name`, less its docstring."""
-        return self._statements(self._node(name))
+        """The statements of holder function `name`, less its docstring and a
+        final `return`: a holder returns the names its statements leave to the
+        code after them, so that they are not unused locals."""
+        holder = self._node(name)
+        statements = list(_body_of(holder))
+        last = statements[-1] if statements else None
+        if isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[0], cst.Return):
+            holder = holder.with_changes(body=holder.body.with_changes(body=statements[:-1]))  # type: ignore[attr-defined]
+        return self._statements(holder)
 
     def code(self) -> str:
         """Everything but the module docstring and imports."""
@@ -664,7 +837,11 @@ class Fragments:
             body = body[1:]
         if body:
             body[0] = body[0].with_changes(leading_lines=_comments(body[0]))
-        return textwrap.dedent("".join(_EMPTY.code_for_node(node) for node in body))
+        # Rendered as the owner's block, then dedented: the lines of a
+        # multi-line string (a docstring) keep their place relative to the
+        # code, as parse_statements expects (for a top-level owner).
+        block = owner.body.with_changes(body=body, header=cst.TrailingWhitespace())  # type: ignore[attr-defined]
+        return textwrap.dedent(_EMPTY.code_for_node(block)).removeprefix("\n")
 
 
 def _comments(node: cst.CSTNode) -> list[cst.EmptyLine]:

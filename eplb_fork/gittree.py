@@ -83,6 +83,20 @@ class Repo:
     def ref_exists(self, ref: str) -> bool:
         return bool(self.git("rev-parse", "--verify", "--quiet", ref, check=False))
 
+    def trailer_values(self, key: str, tip: str, since: str | None = None) -> dict[str, str]:
+        """Each value of trailer `key` in the history of `tip` (back to `since`,
+        excluded), with the newest commit carrying it. Only the trailer block
+        counts: a body that merely mentions `key:` does not."""
+        span = f"{since}..{tip}" if since else tip
+        trailer = f"%(trailers:key={key},valueonly,separator=%x1f)"
+        log = self.git("log", f"--grep=^{key}: ", f"--format=%H%x1f{trailer}", span)
+        found: dict[str, str] = {}
+        for line in filter(None, log.splitlines()):
+            commit, *values = line.split("\x1f")
+            for value in filter(None, values):
+                found.setdefault(value.strip(), commit)
+        return found
+
 
 class Draft:
     """A tree being edited on top of `start`, committed patch by patch."""

@@ -5,11 +5,16 @@ As a pytest plugin (`-p eplb_fork.gpu_standalone`, with `EPLB_FORK` pointing
 at a fork tree), it registers just enough of the `vllm` package for the
 router module to import: the real `base_router.py` and the real
 `EplbLayerState` class from the fork's files, and stand-ins for the platform,
-the Triton shim and the router's abstract base. The kernel and its launcher
-under test are the fork's own source, byte for byte.
+the Triton shim and the router's abstract base; and the fork's
+`DefaultMoERunner` (with `eplb_counted_rows`), on stand-ins for vLLM's envs
+and process groups. The kernel and its launcher under test are the fork's own
+source, byte for byte.
 
 As a command, `python -m eplb_fork.gpu_standalone SCRIPT [ARGS]` registers the
 same and runs SCRIPT (the benchmark) as __main__.
+
+`make test-standalone` runs both on CPU, next to the installed fork
+(eplb_fork/fork_venv_tests).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import sys
 import types
 from abc import ABC
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +54,28 @@ def _class_from_source(path: Path, class_name: str, namespace: dict) -> type:
     return namespace[class_name]
 
 
-class _Envs:
-    """vLLM's envs module for the runner: flags read from the environment."""
+def _flag(value: str) -> bool:
+    return bool(int(value))
 
-    def __getattr__(self, name: str) -> bool:
-        return os.environ.get(name, "0") not in ("0", "", "false", "False")
+
+class _Envs:
+    """vLLM's envs module for the runner: each knob the fork's files read, taken
+    from the environment as vllm/envs.py parses it, else vLLM's default."""
+
+    KNOBS: dict[str, tuple[Callable[[str], object], str]] = {
+        "VLLM_DISABLE_SHARED_EXPERTS_STREAM": (_flag, "0"),
+        "VLLM_ENABLE_MOE_DP_CHUNK": (_flag, "1"),
+        "VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD": (int, "256"),
+    }
+
+    def __getattr__(self, name: str) -> object:
+        if name not in self.KNOBS:
+            raise AttributeError(
+                f"gpu_standalone's envs has no {name}: add it to _Envs.KNOBS "
+                "with vllm/envs.py's parsing and default"
+            )
+        parse, default = self.KNOBS[name]
+        return parse(os.environ.get(name, default))
 
 
 class _NoAnnotations(ast.NodeTransformer):
@@ -101,7 +124,10 @@ def _runner_from_source(path: Path) -> types.ModuleType:
 
 
 class _Platform:
-    device_type = "cuda" if torch.cuda.is_available() else ""
+    """vLLM's `current_platform` as vLLM detects it on the machine: CUDA where
+    torch sees a GPU, else no platform (every `is_*` false), as on a CPU box
+    with vLLM's CUDA build; what the fork's files ask of it."""
+
     simple_compile_backend = "inductor"  # what v0.19.1's compiled function asks for
 
     def is_cuda_alike(self) -> bool:
@@ -109,6 +135,12 @@ class _Platform:
 
     def is_cuda(self) -> bool:
         return torch.cuda.is_available()
+
+    def is_cpu(self) -> bool:
+        return False
+
+    def is_tpu(self) -> bool:
+        return False
 
 
 class RoutingMethodType(enum.IntEnum):

@@ -13,10 +13,13 @@ from pathlib import Path
 from types import ModuleType
 
 from eplb_fork import REPO_ROOT, EngineError
-from eplb_fork.gittree import Identity
+from eplb_fork.gittree import Identity, Repo
 
 SERIES_DIR = REPO_ROOT / "series"
 UPSTREAM_PR = "https://github.com/vllm-project/vllm/pull/{}"
+# Names the patch in each commit the series makes, so a tree that holds our
+# commits (rebased or not) is recognised without comparing code.
+PATCH_TRAILER = "EPLB-Patch"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Patch:
             trailers.append(f"Applied-Upstream: {self.applied_upstream}")
         else:
             trailers.append("Forwarded: not-yet")
+        trailers.append(f"{PATCH_TRAILER}: {self.name}")
         trailers.append(f"Signed-off-by: {author.name} <{author.email}>")
         return f"{self.subject}\n\n{wrapped}\n\n" + "\n".join(trailers) + "\n"
 
@@ -88,6 +92,12 @@ def load_patch(path: Path) -> Patch:
     )
 
 
+def patch_commits(repo: Repo, tip: str, since: str | None = None) -> dict[str, str]:
+    """The patches whose commits are in the history of `tip` (back to
+    `since`), by name, each with its newest commit."""
+    return repo.trailer_values(PATCH_TRAILER, tip, since)
+
+
 def series_author(series_dir: Path = SERIES_DIR) -> Identity:
     module = _load_module(series_dir / "__init__.py")
     return Identity(module.AUTHOR_NAME, module.AUTHOR_EMAIL, "")
@@ -116,17 +126,25 @@ def _pr_number(field: str) -> str | None:
     return url.rsplit("/", 1)[-1] if "/pull/" in url else None
 
 
+def origin_text(patch: Patch) -> str:
+    """ "backport of #36261", "ours (as upstream #40810)" or "ours"."""
+    pr = _pr_number(patch.origin)
+    if patch.origin.startswith("backport"):
+        return f"backport of #{pr}"
+    return f"ours (as upstream #{pr})" if pr else "ours"
+
+
+def upstream_text(patch: Patch) -> str:
+    return f"in v{patch.upstream_version}" if patch.upstream_version else "not yet"
+
+
 def changelog(patches: list[Patch]) -> str:
     """The series as a markdown table: subject, origin, upstream status."""
     rows = ["| # | subject | origin | upstream |", "|---|---|---|---|"]
     for number, patch in enumerate(patches, 1):
-        pr = _pr_number(patch.origin)
-        if patch.origin.startswith("backport"):
-            origin = f"backport of #{pr}"
-        else:
-            origin = f"ours (as upstream #{pr})" if pr else "ours"
-        upstream = f"in v{patch.upstream_version}" if patch.upstream_version else "not yet"
-        rows.append(f"| {number} | {patch.subject} | {origin} | {upstream} |")
+        rows.append(
+            f"| {number} | {patch.subject} | {origin_text(patch)} | {upstream_text(patch)} |"
+        )
     return "\n".join(rows) + "\n"
 
 

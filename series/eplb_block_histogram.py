@@ -28,15 +28,18 @@ skipping at 32768 tokens: the histogram itself, not the atomics, bounds it
 """
 
 from eplb_fork.codemod import (
+    Fragments,
     add_call_keyword,
+    add_definitions,
     add_parameter,
+    assigns,
     bring_file,
+    call_statement,
     defines,
+    enclose,
     if_block,
-    insert_after,
     python_file,
     replace_statement,
-    statement,
 )
 
 SUBJECT = "[EPLB] Aggregate expert load per tile before the atomics"
@@ -46,58 +49,21 @@ DATE = "2026-11-29T12:04:00+00:00"
 BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
 KERNEL = "_eplb_map_and_record_kernel"
 LAUNCHER = "eplb_map_and_record_triton"
-PER_ID_ATOMIC = "tl.atomic_add(expert_load_ptr + tl.where(counted, physical, 0), 1, mask=counted)"
-
-MAX_BINS = """
-
-
-# Above this many physical experts (plus a spill bin) the kernel counts with
-# one atomic per id instead of a per-tile histogram.
-MAX_HISTOGRAM_BINS = 4096
-"""
-
-PER_TILE_COUNTS = f"""
-if HISTOGRAM_BINS > 0:
-    if record:
-        # Count the tile's ids per expert (a histogram in shared memory),
-        # then one atomic per non-empty expert. Ids not counted go to the
-        # last bin, which lies past every expert.
-        bins = tl.where(counted, physical, HISTOGRAM_BINS - 1).to(tl.int32)
-        per_expert = tl.histogram(bins, HISTOGRAM_BINS)
-        experts = tl.arange(0, HISTOGRAM_BINS)
-        tl.atomic_add(
-            expert_load_ptr + experts,
-            per_expert,
-            mask=(per_expert > 0) & (experts < num_physical),
-        )
-else:
-    {PER_ID_ATOMIC}
-"""
-
-TILE_SIZE = """
-# Enough programs to fill the GPU (an H200 has 132 SMs) for the mapping, and
-# at prefill sizes tiles large enough for the histogram to fold many ids into
-# one atomic per expert; below 512 ids a tile gains nothing from it.
-min_block = 512 if numel >= 32768 else 256
-per_program = triton.next_power_of_2(triton.cdiv(numel, 132))
-block_size = min(2048, max(min_block, per_program))
-bins = triton.next_power_of_2(expert_load_view.shape[0] + 1)
-use_histogram = block_size >= 512 and bins <= MAX_HISTOGRAM_BINS
-"""
 
 
 def apply(tree):
+    code = Fragments("series/fragments/eplb_block_histogram.py")
     with python_file(tree, BASE_ROUTER) as src:
-        insert_after(src, "", defines(KERNEL), MAX_BINS)
+        add_definitions(src, code.definition("MAX_HISTOGRAM_BINS"), after=defines(KERNEL))
         add_parameter(src, KERNEL, "HISTOGRAM_BINS", before="BLOCK_SIZE",
                       annotation="tl.constexpr")  # fmt: skip
-        replace_statement(
-            src, KERNEL, statement(PER_ID_ATOMIC), PER_TILE_COUNTS,
+        enclose(
+            src, KERNEL, call_statement("tl.atomic_add"), code.body("count_per_tile"),
             done=if_block("HISTOGRAM_BINS > 0"),
         )  # fmt: skip
         replace_statement(
-            src, LAUNCHER, statement("block_size = 256"), TILE_SIZE,
-            done=statement("min_block = 512 if numel >= 32768 else 256"),
+            src, LAUNCHER, assigns("block_size"), code.body("size_tiles"),
+            done=assigns("min_block"),
         )  # fmt: skip
         launch = f"{KERNEL}[...]"
         add_call_keyword(src, LAUNCHER, launch, "HISTOGRAM_BINS", "bins if use_histogram else 0")

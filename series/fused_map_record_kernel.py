@@ -30,6 +30,7 @@ wrap huge int64 ids into valid ones.
 from eplb_fork.codemod import (
     Fragments,
     add_call_keyword,
+    assigns,
     bring_file,
     defines,
     ensure_import,
@@ -37,7 +38,7 @@ from eplb_fork.codemod import (
     insert_after,
     python_file,
     replace_statement,
-    statement,
+    uses,
 )
 
 SUBJECT = "[EPLB] Fuse expert mapping and load recording into one Triton kernel"
@@ -70,8 +71,7 @@ def apply(tree):
         )  # fmt: skip
         insert_after(
             src, "BaseRouter._apply_eplb_mapping",
-            statement("assert self.eplb_state.logical_replica_count is not None"),
-            f"assert {FLAG} is not None",
+            uses("self.eplb_state.logical_replica_count"), f"assert {FLAG} is not None",
         )  # fmt: skip
         add_call_keyword(
             src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
@@ -89,9 +89,8 @@ def apply(tree):
     with python_file(tree, "tests/model_executor/test_routed_experts_capture.py") as src:
         insert_after(
             src, "test_base_router_capture_with_eplb_enabled",
-            statement(
-                "router.eplb_state.logical_replica_count = torch.ones(32, dtype=torch.int64)"
-            ),
+            assigns("router.eplb_state.logical_replica_count"),
             "router.eplb_state.should_record_tensor = torch.ones((), dtype=torch.bool)",
         )  # fmt: skip
+    bring_file(tree, "tests/kernels/moe/eplb_utils.py")
     bring_file(tree, "tests/kernels/moe/test_eplb_map_record.py")

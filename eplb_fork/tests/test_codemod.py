@@ -10,16 +10,29 @@ from eplb_fork.codemod import (
     AnchorMissing,
     Conflict,
     add_call_keyword,
+    add_definitions,
     add_members,
     add_parameter,
+    after_blank_line,
+    append_to,
+    assigns,
+    call_statement,
     constrain_field,
+    containing,
+    defines,
+    enclose,
     if_block,
     import_names,
     insert_after,
+    insert_below_comments,
+    insert_element,
     python_file,
     replace_decorator,
+    replace_definition,
+    replace_docstring,
     replace_statement,
     statement,
+    uses,
 )
 
 
@@ -186,3 +199,245 @@ def test_import_names_merges_in_isort_order_once():
     assert edited(once, add) == once
     with pytest.raises(AnchorMissing, match="`from vllm.config import ...`"):
         edited(IMPORTS, lambda src: import_names(src, "vllm.config", "x"))
+
+
+FRAGMENT = '''\
+"""A fragment: where its pieces go."""
+
+import torch
+
+from vllm.triton_utils import tl
+
+# Why the limit.
+LIMIT = 2**62
+
+
+# Why the kernel.
+@triton.jit
+def kernel(x):
+    """What the kernel does."""
+    return tl.load(x)
+
+
+class Target:
+    """Members after `first`."""
+
+    flag: torch.Tensor | None = None
+    """The flag's docstring."""
+
+    def method(self) -> None:
+        """What the method does.
+
+        In two paragraphs.
+        """
+        self.flag = None
+
+
+def share_flag(self, layer):
+    """In `Target.setup`, after the layer is built."""
+    # Why the flag is shared.
+    layer.flag = self.flag
+    """
+    An attribute docstring,
+    on two lines.
+    """
+'''
+
+
+@pytest.fixture
+def fragments(tmp_path, monkeypatch):
+    import eplb_fork.codemod as codemod
+
+    monkeypatch.setattr(codemod, "REPO_ROOT", tmp_path)
+    (tmp_path / "fragment.py").write_text(FRAGMENT)
+    return codemod.Fragments("fragment.py")
+
+
+def test_fragments_definition_keeps_comments_and_decorators(fragments):
+    assert fragments.definition("kernel") == (
+        '# Why the kernel.\n@triton.jit\ndef kernel(x):\n    """What the kernel does."""\n'
+        "    return tl.load(x)\n"
+    )
+    assert fragments.definition("LIMIT") == "# Why the limit.\nLIMIT = 2**62\n"
+
+
+def test_fragments_members_keep_field_docstrings_and_drop_the_class_docstring(fragments):
+    assert fragments.members("Target") == textwrap.dedent('''\
+        flag: torch.Tensor | None = None
+        """The flag's docstring."""
+
+        def method(self) -> None:
+            """What the method does.
+
+            In two paragraphs.
+            """
+            self.flag = None
+        ''')
+
+
+def test_fragments_body_drops_the_holder_docstring_and_lands_indented(fragments):
+    body = fragments.body("share_flag")
+    assert body == textwrap.dedent('''\
+        # Why the flag is shared.
+        layer.flag = self.flag
+        """
+        An attribute docstring,
+        on two lines.
+        """
+        ''')
+    target = """\
+    class Target:
+        def setup(self, layer):
+            build(layer)
+    """
+    add = lambda src: insert_after(src, "Target.setup", call_statement("build"), body)  # noqa: E731
+    once = edited(target, add)
+    assert once == textwrap.dedent(target) + textwrap.indent(body, " " * 8, str.strip)
+    assert edited(once, add) == once
+
+
+def test_fragments_code_is_everything_but_docstring_and_imports(fragments):
+    code = fragments.code()
+    assert "import" not in code and "where its pieces go" not in code
+    assert code.lstrip().startswith("# Why the limit.\nLIMIT = 2**62\n")
+    assert "def share_flag(self, layer):" in code
+
+
+def test_containing_recognises_a_block_by_what_was_put_inside():
+    source = """\
+    def step(self):
+        if due:
+            if busy:
+                publish()
+                return
+    """
+    due = if_block("due")
+    _, index, _ = locate_in_step(source, containing(due, call_statement("publish")))
+    assert index == 0
+    with pytest.raises(AnchorMissing, match="holding call to `other"):
+        locate_in_step(source, containing(due, call_statement("other")))
+    appended = edited(source, lambda src: append_to(src, "step", after_blank_line("done()")))
+    assert appended == textwrap.dedent(source) + "\n    done()\n"
+
+
+def locate_in_step(source: str, shape):
+    tree = MemoryTree({"m.py": source})
+    with python_file(tree, "m.py") as src:
+        return src.locate("step", shape)
+
+
+# The helpers that let later patches edit earlier patches' code by name.
+
+
+def test_uses_finds_the_simple_statement_that_names_it_in_nested_blocks():
+    source = """\
+    def kernel(ptr, obj):
+        obj.ptr = f(ptr=1)
+        if FLAG:
+            # Why.
+            x = x & load(ptr)
+    """
+    swap = lambda src: replace_statement(src, "kernel", uses("ptr"), "x = x & own", done=uses("own"))  # noqa: E731
+    once = edited(source, swap)
+    assert "    # Why.\n        x = x & own\n" in once and "obj.ptr = f(ptr=1)" in once
+    assert edited(once, swap) == once
+    assert edited(source, lambda src: src.locate("kernel", uses("obj.ptr")))
+    with pytest.raises(AnchorMissing, match="statement using `other`"):
+        edited(source, lambda src: src.locate("kernel", uses("other")))
+
+
+def test_enclose_keeps_the_anchor_in_the_placeholder_branch_once():
+    source = """\
+    def kernel(x):
+        y = x
+        # Why one add per id.
+        add(y)
+    """
+    code = "if BINS > 0:\n    add_all(y)\nelse:\n    ...\n"
+    wrap = lambda src: enclose(src, "kernel", call_statement("add"), code, done=if_block("BINS > 0"))  # noqa: E731
+    once = edited(source, wrap)
+    assert once == textwrap.dedent("""\
+    def kernel(x):
+        y = x
+        # Why one add per id.
+        if BINS > 0:
+            add_all(y)
+        else:
+            add(y)
+    """)
+    assert edited(once, wrap) == once
+
+
+def test_insert_below_comments_and_insert_element_edit_a_tuple_in_place():
+    source = """\
+    def launch(n, k):
+        # In the kernel's order.
+        args = (
+            n,
+            k,
+            None,
+        )
+    """
+    args = assigns("args")
+
+    def edit(src):
+        insert_below_comments(src, "launch", args, "window = (0, n)")
+        insert_element(src, "launch", args, "*window", after="k")
+
+    once = edited(source, edit)
+    assert once == textwrap.dedent("""\
+    def launch(n, k):
+        # In the kernel's order.
+        window = (0, n)
+        args = (
+            n,
+            k,
+            *window,
+            None,
+        )
+    """)
+    assert edited(once, edit) == once
+    with pytest.raises(AnchorMissing, match="element `top_k`"):
+        edited(source, lambda src: insert_element(src, "launch", args, "x", after="top_k"))
+
+
+def test_add_definitions_spaces_them_as_pep8_once():
+    source = "import os\n\n\ndef kernel():\n    pass\n\n\ndef launcher():\n    pass\n"
+    code = "# Why the limit.\nLIMIT = 4\ndef helper():\n    pass\n"
+    add = lambda src: add_definitions(src, code, after=defines("kernel"))  # noqa: E731
+    once = edited(source, add)
+    assert once == (
+        "import os\n\n\ndef kernel():\n    pass\n\n\n# Why the limit.\nLIMIT = 4\n\n\n"
+        "def helper():\n    pass\n\n\ndef launcher():\n    pass\n"
+    )
+    assert edited(once, add) == once
+    before = edited(source, lambda src: add_definitions(src, code, before=defines("launcher")))
+    assert before == once
+
+
+def test_replace_docstring_and_definition_recognise_their_result():
+    source = '''\
+    class State:
+        def set(self, n):
+            """Old words
+            on two lines."""
+            self.n = n
+    '''
+    doc = '"""New words\non two lines."""\n'
+    method = 'def set(self, n, m=()):\n    """Set both."""\n    self.n, self.m = n, m\n'
+    once = edited(source, lambda src: replace_docstring(src, "State.set", doc))
+    assert '        """New words\n        on two lines."""\n' in once
+    assert edited(once, lambda src: replace_docstring(src, "State.set", doc)) == once
+    swapped = edited(source, lambda src: replace_definition(src, "State", method))
+    assert swapped == "class State:\n" + textwrap.indent(method, "    ")
+    assert edited(swapped, lambda src: replace_definition(src, "State", method)) == swapped
+
+
+def test_fragments_body_drops_a_final_return(tmp_path, monkeypatch):
+    import eplb_fork.codemod as codemod
+
+    monkeypatch.setattr(codemod, "REPO_ROOT", tmp_path)
+    (tmp_path / "f.py").write_text(
+        'def size(n):\n    """Where."""\n    # Why.\n    block = n * 2\n    return block\n'
+    )
+    assert codemod.Fragments("f.py").body("size") == "# Why.\nblock = n * 2\n"

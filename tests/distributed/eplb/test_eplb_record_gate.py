@@ -16,7 +16,6 @@ rearrangement counter's arithmetic, the recording rule stated in words, and
 
 from types import SimpleNamespace
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -65,9 +64,9 @@ def fake_model_config(name: str):
     return SimpleNamespace(model=name, compute_hash=lambda: f"hash-{name}")
 
 
-@pytest.fixture
-def single_rank(monkeypatch):
-    """Stand-ins for the EP group and the collectives; a probe for rearrange()."""
+def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
+    """Stand-ins for the EP group and the collectives; a probe for rearrange().
+    Returns the list each rearrangement appends its models' window sums to."""
     group = SimpleNamespace(size=lambda: 1, rank=lambda: 0)
     monkeypatch.setattr(
         eplb_state_module, "get_ep_group", lambda: SimpleNamespace(device_group=group)
@@ -111,7 +110,34 @@ def rule_says_record(
     return steps_to_log <= window
 
 
-def test_one_flag_object_shared_by_every_layer_of_every_model(single_rank):
+def forwards(state: EplbState, models: list[FakeMoEModel], seed: int):
+    """Endless forward passes through the real step(). Each plays the router:
+    it adds a random load to every layer's load view iff the shared flag is
+    set (the map+record kernel's job). Yields the flag each forward saw and
+    its load per model, after its step()."""
+    log_stats = state.parallel_config.eplb_config.log_balancedness
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        flag = bool(state.should_record_tensor)
+        loads = [
+            torch.randint(0, 50, (m.num_moe_layers, NUM_PHYSICAL), generator=generator)
+            for m in models
+        ]
+        for model, load in zip(models, loads):
+            for layer, layer_load in zip(model.moe_layers, load):
+                if flag:
+                    layer.eplb_state.expert_load_view.add_(layer_load.int())
+        state.step(log_stats=log_stats)
+        yield flag, loads
+
+
+def first_counter(interval: int) -> int:
+    """vLLM starts the rearrangement counter three quarters into the interval."""
+    return max(0, interval - interval // 4)
+
+
+def test_one_flag_object_shared_by_every_layer_of_every_model(monkeypatch):
+    single_rank(monkeypatch)
     state, models = make_state(EPLBConfig(window_size=4, step_interval=10))
     flag = state.should_record_tensor
     assert isinstance(flag, torch.Tensor)
@@ -125,122 +151,89 @@ def test_one_flag_object_shared_by_every_layer_of_every_model(single_rank):
     assert state.should_record_tensor is flag  # refilled in place, never replaced
 
 
-# PR #36261 allocates the flag set whatever the rule says, and a step that does
-# not record leaves the pass alone, so the first forward's load (and a profile
-# run's) lands in the first recorded window slot. The follow-up patch
-# "[EPLB] Keep every load window slot to its own step" sets this to False.
-FIRST_RECORDED_SLOT_LEAKS = True
-
-
-# The fixture only installs stand-ins; each example clears what it collects.
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(
-    window=st.integers(1, 12),
-    interval=st.integers(1, 20),
-    log_interval=st.none() | st.integers(1, 6),
-    seed=st.integers(0, 2**16),
-)
-def test_flag_and_window_follow_the_rule(
-    window, interval, log_interval, seed, single_rank
-):
-    log_stats = log_interval is not None
-    config = EPLBConfig(
+def gate_config(window: int, interval: int, log_interval: int | None) -> EPLBConfig:
+    """log_interval None: no balancedness logging."""
+    return EPLBConfig(
         window_size=window,
         step_interval=interval,
-        log_balancedness=log_stats,
+        log_balancedness=log_interval is not None,
         log_balancedness_interval=log_interval or 1,
     )
-    state, models = make_state(config)
-    single_rank.clear()
-    generator = torch.Generator().manual_seed(seed)
 
-    # vLLM starts the rearrangement counter three quarters into the interval.
-    step = max(0, interval - interval // 4)
-    leak_pending = FIRST_RECORDED_SLOT_LEAKS and not rule_says_record(
-        step, interval, window, log_interval
+
+def random_gate_settings(test):
+    """Runs `test(window, interval, log_interval, seed, monkeypatch)` on 60
+    random settings of the gate. Each example installs the stand-ins again;
+    monkeypatch undoes them at the end."""
+    return settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )(
+        given(
+            window=st.integers(1, 12),
+            interval=st.integers(1, 20),
+            log_interval=st.none() | st.integers(1, 6),
+            seed=st.integers(0, 2**16),
+        )(test)
     )
+
+
+@random_gate_settings
+def test_flag_and_window_follow_the_rule(
+    window, interval, log_interval, seed, monkeypatch
+):
+    windows_seen = single_rank(monkeypatch)
+    state, models = make_state(gate_config(window, interval, log_interval))
+    step = first_counter(interval)
+    # Where the load of a first forward outside the window goes is not
+    # settled here: the first recorded slot must hold its own step's load
+    # and may hold more, until a later recorded step overwrites it.
+    first_slot_settled = rule_says_record(step, interval, window, log_interval)
     loads: list[list[torch.Tensor]] = []  # per forward, per model
     # The window as a ring of the last `window` recorded steps' loads.
-    slots = [
-        torch.zeros(m.num_moe_layers, NUM_PHYSICAL, dtype=torch.long) for m in models
-    ]
     expected_window = [
-        torch.zeros(window, *slot.shape, dtype=torch.long) for slot in slots
+        torch.zeros(window, m.num_moe_layers, NUM_PHYSICAL, dtype=torch.long)
+        for m in models
     ]
-    next_slot = 0
-    rearrangements_checked = 0
-    forward = 0
-    while rearrangements_checked < 3:
-        flag = bool(state.should_record_tensor)
-        if forward == 0 and FIRST_RECORDED_SLOT_LEAKS:
-            assert flag
-        else:
-            assert flag == rule_says_record(step, interval, window, log_interval), (
-                f"forward {forward}, counter {step}"
-            )
-        step_loads = [
-            torch.randint(0, 50, (m.num_moe_layers, NUM_PHYSICAL), generator=generator)
-            for m in models
-        ]
+    recorded = rearrangements = 0
+    for forward, (flag, step_loads) in enumerate(forwards(state, models, seed)):
+        records = rule_says_record(step, interval, window, log_interval)
+        if forward > 0 or records:
+            assert flag == records, f"forward {forward}, counter {step}"
         loads.append(step_loads)
-        for model, load in zip(models, step_loads):
-            for layer, layer_load in zip(model.moe_layers, load):
-                if flag:  # the kernel's job
-                    layer.eplb_state.expert_load_view.add_(layer_load.int())
-        if rule_says_record(step, interval, window, log_interval):
+        if records:
             for index, load in enumerate(step_loads):
-                slot_load = load + (loads[0][index] if leak_pending else 0)
-                expected_window[index][next_slot] = slot_load
-            leak_pending = False
-            next_slot = (next_slot + 1) % window
-
-        state.step(log_stats=log_stats)
+                expected_window[index][recorded % window] = load
+            recorded += 1
+            first_slot_settled |= recorded > window
         for index, model_state in enumerate(state.model_states.values()):
-            assert torch.equal(
-                model_state.expert_load_window.long(), expected_window[index]
-            ), f"window slots after forward {forward}, model {index}"
+            actual = model_state.expert_load_window.long()
+            expected = expected_window[index]
+            settled = slice(0 if first_slot_settled else 1, None)
+            assert torch.equal(actual[settled], expected[settled]), (
+                f"window slots after forward {forward}, model {index}"
+            )
+            assert (actual[0] >= expected[0]).all()
         step += 1
         if step >= interval:
             step = 0
-            windows = single_rank[rearrangements_checked]
-            for index, window_sum in enumerate(windows):
-                assert torch.equal(window_sum, expected_window[index].sum(dim=0)), (
-                    f"rearrangement {rearrangements_checked} of model {index}"
-                )
-                if not FIRST_RECORDED_SLOT_LEAKS:
+            rearrangements += 1
+            assert len(windows_seen) == rearrangements
+            for index, model_state in enumerate(state.model_states.values()):
+                window_sum = model_state.expert_load_window.sum(dim=0).long()
+                assert torch.equal(windows_seen[-1][index], window_sum)
+                if first_slot_settled:
                     # Every slot is its own step's: the window is exactly
                     # the load of the last `window` forwards.
                     last = range(max(0, forward + 1 - window), forward + 1)
                     assert torch.equal(window_sum, sum(loads[f][index] for f in last))
-            rearrangements_checked += 1
-        forward += 1
-    assert len(single_rank) == 3
+            if rearrangements == 3:
+                break
 
 
-def test_profile_run_load_and_the_first_slot(single_rank):
-    # Window covers the whole interval: every real step records.
-    state, models = make_state(EPLBConfig(window_size=8, step_interval=8))
-    profile_load = torch.full((NUM_PHYSICAL,), 7, dtype=torch.int32)
-    for layer in models[0].moe_layers:
-        if bool(state.should_record_tensor):  # the kernel's job during profiling
-            layer.eplb_state.expert_load_view.add_(profile_load)
-    state.step(is_dummy=True, is_profile=True)
-    real_load = torch.full((NUM_PHYSICAL,), 3, dtype=torch.int32)
-    for layer in models[0].moe_layers:
-        layer.eplb_state.expert_load_view.add_(real_load)
-    state.step()
-    first_slot = next(iter(state.model_states.values())).expert_load_window[0]
-    if FIRST_RECORDED_SLOT_LEAKS:
-        assert torch.equal(first_slot, (profile_load + real_load).expand_as(first_slot))
-    else:
-        assert torch.equal(first_slot, real_load.expand_as(first_slot))
-
-
-def test_dummy_steps_record_nothing(single_rank):
+def test_dummy_steps_record_nothing(monkeypatch):
+    single_rank(monkeypatch)
     state, models = make_state(EPLBConfig(window_size=8, step_interval=8))
     for layer in models[0].moe_layers:
         layer.eplb_state.expert_load_view.fill_(5)

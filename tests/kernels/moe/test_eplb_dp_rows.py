@@ -10,7 +10,6 @@ with the rank's real-token count. The load summed over ranks must equal a
 bincount of the physical ids of the real tokens, each counted once.
 """
 
-import os
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -18,32 +17,18 @@ import pytest
 import torch
 
 import vllm.model_executor.layers.fused_moe.runner.default_moe_runner as moe_runner
+from tests.kernels.moe.eplb_utils import kernel_devices, redundant_map, topk_routing
 from vllm.model_executor.layers.fused_moe.router.base_router import (
     eplb_map_and_record_triton,
 )
 
-DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
-    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
-)
+DEVICES = kernel_devices()
 NUM_LOGICAL = 12
 TOP_K = 4
 
 
-def redundant_map(device: str):
-    """12 logical experts on 18 physical slots (six with two replicas)."""
-    physical_to_logical = list(range(NUM_LOGICAL)) + list(range(0, NUM_LOGICAL, 2))
-    l2p = torch.full((NUM_LOGICAL, 2), -1, dtype=torch.int64)
-    counts = torch.zeros(NUM_LOGICAL, dtype=torch.int64)
-    for physical, logical in enumerate(physical_to_logical):
-        l2p[logical, counts[logical]] = physical
-        counts[logical] += 1
-    return l2p.to(device), counts.to(device), len(physical_to_logical)
-
-
 def routing(num_rows: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    scores = torch.rand(num_rows, NUM_LOGICAL, generator=gen)
-    return scores.topk(TOP_K, dim=-1).indices.to(torch.int32)
+    return topk_routing(num_rows, NUM_LOGICAL, TOP_K, seed)
 
 
 class Rank:
@@ -134,7 +119,8 @@ class Recorder:
     reference load is the bincount of the given real rows' mapped ids."""
 
     def __init__(self, device):
-        self.l2p, self.counts, self.num_physical = redundant_map(device)
+        maps = redundant_map(device, NUM_LOGICAL, map_slots=2)
+        self.l2p, self.counts, self.num_physical = maps
         self.device = device
         self.load = torch.zeros(self.num_physical, dtype=torch.int64)
         self.flag = torch.ones((), dtype=torch.bool, device=device)

@@ -1,34 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: Copyright contributors to the vLLM project
 """The map+record launch: ids come out in the router's index dtype, and on
-the GPU repeated launches go straight to the compiled kernel yet give what
-the pure-torch reference gives, CUDA-graph capture included.
+the GPU repeated launches go straight to the compiled kernel yet map and
+count exactly as a pure-torch model of the kernel does (its replica rule
+included), CUDA-graph capture included.
 
 The dtype cases also run on CPU tensors under Triton's interpreter
 (TRITON_INTERPRET=1), where every launch takes Triton's regular path.
 """
 
-import os
-
 import pytest
 import torch
 
 import vllm.model_executor.layers.fused_moe.router.base_router as base_router
-from tests.kernels.moe.test_eplb_map_record import (
+from tests.kernels.moe.eplb_utils import (
     TopkRouter,
     build_map,
+    check_map_and_record,
+    kernel_devices,
     physical_layout,
-    reference_map_and_record,
 )
+from tests.kernels.moe.test_eplb_replica_strides import replica_of_each_id
 from vllm.distributed.eplb.eplb_state import EplbLayerState
 from vllm.model_executor.layers.fused_moe.router.base_router import (
     eplb_map_and_record_triton,
 )
 from vllm.triton_utils import triton
 
-DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
-    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
-)
+DEVICES = kernel_devices()
 needs_gpu = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="direct launches exist only on the GPU"
 )
@@ -48,18 +47,20 @@ def random_case(device, num_tokens, top_k, dtype, seed):
     return ids.to(device), load, l2p, counts
 
 
-def check_against_reference(ids, load, l2p, counts, record, out_dtype=None):
-    expected_ids, expected_load = reference_map_and_record(
-        ids, load, l2p, counts, record
-    )
-    flag = torch.tensor(record, dtype=torch.bool, device=load.device)
+def check_exactly(ids, out, l2p, counts, load_before, load_after, record):
+    """What every map+record guarantees, and each id on the replica the
+    kernel's rule gives it (test_eplb_replica_strides.py)."""
+    taken = check_map_and_record(ids, out, l2p, counts, load_before, load_after, record)
+    assert torch.equal(taken, replica_of_each_id(ids, counts))
+
+
+def launch_and_check(ids, load, l2p, counts, flag, out_dtype=None):
+    before = load.clone()
     out = eplb_map_and_record_triton(ids, load, l2p, counts, flag, out_dtype=out_dtype)
     assert out.dtype == (ids.dtype if out_dtype is None else out_dtype)
     assert out.shape == ids.shape
-    torch.testing.assert_close(out.cpu().to(torch.int64), expected_ids, rtol=0, atol=0)
-    torch.testing.assert_close(
-        load.cpu().to(torch.int64), expected_load, rtol=0, atol=0
-    )
+    check_exactly(ids, out, l2p, counts, before, load, bool(flag))
+    return out
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,7 +69,8 @@ def check_against_reference(ids, load, l2p, counts, record, out_dtype=None):
 @pytest.mark.parametrize("record", [True, False])
 def test_output_in_the_requested_dtype(device, ids_dtype, out_dtype, record):
     ids, load, l2p, counts = random_case(device, 300, 8, ids_dtype, seed=3)
-    check_against_reference(ids, load, l2p, counts, record, out_dtype=out_dtype)
+    flag = torch.tensor(record, dtype=torch.bool, device=device)
+    launch_and_check(ids, load, l2p, counts, flag, out_dtype=out_dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -113,11 +115,7 @@ def test_router_hands_on_the_kernel_output_without_a_copy(device, monkeypatch):
     assert routed.dtype == torch.int64
     assert routed is outputs[-1]
     logical = torch.topk(logits, 4, dim=-1).indices
-    expected_ids, expected_load = reference_map_and_record(
-        logical, torch.zeros_like(load), l2p, counts, record=True
-    )
-    assert torch.equal(routed.cpu(), expected_ids)
-    assert torch.equal(load.cpu().to(torch.int64), expected_load)
+    check_exactly(logical, routed, l2p, counts, torch.zeros_like(load), load, True)
 
 
 class CountingKernel:
@@ -151,21 +149,8 @@ class Layer:
 
     def check(self, ids, record: bool, out_dtype=None):
         self.flag.fill_(record)
-        before = self.load.clone()
-        expected_ids, expected_load = reference_map_and_record(
-            ids, before, self.l2p, self.counts, record
-        )
-        out = eplb_map_and_record_triton(
-            ids, self.load, self.l2p, self.counts, self.flag, out_dtype=out_dtype
-        )
-        assert out.dtype == (ids.dtype if out_dtype is None else out_dtype)
-        torch.testing.assert_close(
-            out.cpu().to(torch.int64), expected_ids, rtol=0, atol=0
-        )
-        torch.testing.assert_close(
-            self.load.cpu().to(torch.int64), expected_load, rtol=0, atol=0
-        )
-        return out
+        maps = (self.l2p, self.counts, self.flag)
+        return launch_and_check(ids, self.load, *maps, out_dtype=out_dtype)
 
 
 def fresh_ids(num_tokens, top_k, dtype, seed, device="cuda"):
@@ -258,10 +243,7 @@ def test_captured_direct_launch_replays_exactly(counting_kernel):
     for seed, record in ((12, True), (13, False), (14, True)):
         ids.copy_(fresh_ids(512, 8, torch.int32, seed=seed))
         layer.flag.fill_(record)
-        expected_ids, expected_load = reference_map_and_record(
-            ids, layer.load.clone(), layer.l2p, layer.counts, record
-        )
+        before = layer.load.clone()
         graph.replay()
         torch.cuda.synchronize()
-        assert torch.equal(out.cpu().to(torch.int64), expected_ids)
-        assert torch.equal(layer.load.cpu().to(torch.int64), expected_load)
+        check_exactly(ids, out, layer.l2p, layer.counts, before, layer.load, record)

@@ -1,119 +1,44 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: Copyright contributors to the vLLM project
-"""The fused EPLB map+record kernel against a pure-torch reference.
+"""The fused EPLB map+record kernel against what PR #36261 guarantees.
 
 Runs on the GPU, and on CPU tensors under Triton's interpreter
 (TRITON_INTERPRET=1; on a machine without a GPU driver also set
 CUDA_VISIBLE_DEVICES to an empty string so that vLLM keeps Triton enabled).
-Physical ids and load counts must match the reference exactly.
+Every valid id must map to one of its expert's replicas (exactly, where it
+has one), every invalid id to -1, and the load must grow by exactly the
+bincount of the physical ids. Which replica an id takes is left to the
+replica rule, which has its own tests.
 """
 
-import os
 import zlib
 
 import pytest
 import torch
 
+from tests.kernels.moe.eplb_utils import (
+    TopkRouter,
+    build_map,
+    check_map_and_record,
+    kernel_devices,
+    physical_layout,
+)
 from vllm.distributed.eplb.eplb_state import EplbLayerState
-from vllm.model_executor.layers.fused_moe.config import RoutingMethodType
 from vllm.model_executor.layers.fused_moe.router.base_router import (
-    BaseRouter,
     eplb_map_and_record_triton,
 )
 
-DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
-    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
-)
-MAP_SLOTS = 1024  # vLLM's map width: MAX_EXPERT_REDUNDANCY + 1
+DEVICES = kernel_devices()
 
 
-# PR #36261 picks the replica by flattened (token, slot) position; the
-# follow-up "[EPLB] Pick replicas per token, without bias" sets "token_hash".
-REPLICA_RULE = "flattened_position"
-KNUTH_MULTIPLIER = 2654435769  # floor(2**32 / golden ratio)
-
-
-def replica_key(positions: torch.Tensor, top_k: int) -> torch.Tensor:
-    """The number a replica index is taken modulo the replica count of."""
-    if REPLICA_RULE == "flattened_position":
-        return positions
-    # Fibonacci hashing of the token index: the high half of the low 32 bits.
-    tokens = positions // top_k
-    return ((tokens * KNUTH_MULTIPLIER) & 0xFFFFFFFF) >> 16
-
-
-def reference_map_and_record(
-    topk_ids: torch.Tensor,
-    expert_load_view: torch.Tensor,
-    logical_to_physical_map: torch.Tensor,
-    logical_replica_count: torch.Tensor,
-    record: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rule in plain torch on the CPU: the replica index comes from
-    REPLICA_RULE, modulo the replica count (clamped to [1, map width]); ids
-    outside the logical range map to -1; counted with bincount when
-    recording."""
-    ids = topk_ids.cpu().to(torch.int64).flatten()
-    l2p = logical_to_physical_map.cpu()
-    counts = logical_replica_count.cpu().to(torch.int64)
-    num_logical, slots = l2p.shape
-    num_physical = expert_load_view.numel()
-    valid = (ids >= 0) & (ids < num_logical)
-    rows = torch.where(valid, ids, torch.zeros_like(ids))
-    replicas = counts[rows].clamp(min=1, max=slots)
-    replica = replica_key(torch.arange(ids.numel()), topk_ids.shape[-1]) % replicas
-    physical = torch.where(valid, l2p[rows, replica], torch.full_like(ids, -1))
-    load = expert_load_view.cpu().to(torch.int64).clone()
-    if record:
-        counted = physical[(physical >= 0) & (physical < num_physical)]
-        load += torch.bincount(counted, minlength=num_physical)
-    return physical.reshape(topk_ids.shape), load
-
-
-def build_map(
-    physical_to_logical: list[int], num_logical: int, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """vLLM's layout: (num_logical, 1024) int64 padded with -1, and int64
-    replica counts."""
-    l2p = torch.full((num_logical, MAP_SLOTS), -1, dtype=torch.int64)
-    counts = torch.zeros(num_logical, dtype=torch.int64)
-    for physical, logical in enumerate(physical_to_logical):
-        l2p[logical, counts[logical]] = physical
-        counts[logical] += 1
-    return l2p.to(device), counts.to(device)
-
-
-def physical_layout(kind: str, num_logical: int, gen: torch.Generator) -> list[int]:
-    """physical slot -> logical expert for the map kinds the PR tests."""
-    if kind == "identity":
-        return list(range(num_logical))
-    if kind == "shuffled":
-        return torch.randperm(num_logical, generator=gen).tolist()
-    if kind == "partial":  # a quarter of the experts get a second replica
-        extra = torch.randperm(num_logical, generator=gen)[: max(1, num_logical // 4)]
-        return list(range(num_logical)) + extra.tolist()
-    if kind == "full":  # every expert replicated twice
-        return list(range(num_logical)) * 2
-    if kind == "uneven":  # 1..4 replicas each, interleaved
-        reps = torch.randint(1, 5, (num_logical,), generator=gen).tolist()
-        layout = [e for e, r in enumerate(reps) for _ in range(r)]
-        return [layout[i] for i in torch.randperm(len(layout), generator=gen).tolist()]
-    raise ValueError(kind)
-
-
-def run_both(topk_ids, load, l2p, counts, record: bool):
-    expected_ids, expected_load = reference_map_and_record(
-        topk_ids, load, l2p, counts, record
-    )
+def run_and_check(topk_ids, load, l2p, counts, record: bool) -> torch.Tensor:
+    before = load.clone()
     flag = torch.tensor(record, dtype=torch.bool, device=load.device)
     out = eplb_map_and_record_triton(topk_ids, load, l2p, counts, flag)
     assert out.dtype == topk_ids.dtype
     assert out.shape == topk_ids.shape
     assert out.device == topk_ids.device
-    torch.testing.assert_close(out.cpu().to(torch.int64), expected_ids, rtol=0, atol=0)
-    torch.testing.assert_close(
-        load.cpu().to(torch.int64), expected_load, rtol=0, atol=0
-    )
+    check_map_and_record(topk_ids, out, l2p, counts, before, load, record)
     return out
 
 
@@ -137,7 +62,9 @@ def test_map_kinds(device: str, kind: str, record: bool):
         num_physical = len(layout)
     topk_ids = torch.randint(0, num_logical, (num_tokens, top_k), generator=gen)
     load = torch.randint(0, 5, (num_physical,), generator=gen, dtype=torch.int32)
-    run_both(topk_ids.to(torch.int32).to(device), load.to(device), l2p, counts, record)
+    run_and_check(
+        topk_ids.to(torch.int32).to(device), load.to(device), l2p, counts, record
+    )
 
 
 # The same (tokens, top_k, physical, max replicas, dtype) cases on every
@@ -156,7 +83,7 @@ RANDOM_CASES = [
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", RANDOM_CASES, ids=str)
 @pytest.mark.parametrize("record", [True, False])
-def test_random_against_reference(device: str, case, record: bool):
+def test_random_maps(device: str, case, record: bool):
     num_tokens, top_k, num_physical, max_replicas, dtype = case
     gen = torch.Generator().manual_seed(num_tokens * 1000 + top_k)
     # Every logical expert gets 1..max_replicas of the physical slots.
@@ -171,7 +98,7 @@ def test_random_against_reference(device: str, case, record: bool):
     l2p, counts = build_map(layout, num_logical, device)
     topk_ids = torch.randint(0, num_logical, (num_tokens, top_k), generator=gen)
     load = torch.zeros(len(layout), dtype=torch.int32)
-    run_both(topk_ids.to(dtype).to(device), load.to(device), l2p, counts, record)
+    run_and_check(topk_ids.to(dtype).to(device), load.to(device), l2p, counts, record)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -186,7 +113,7 @@ def test_invalid_ids_map_to_minus_one_and_are_not_counted(device: str, dtype):
         device=device,
     )
     load = torch.zeros(num_logical + 2, dtype=torch.int32, device=device)
-    out = run_both(ids, load, l2p, counts, record=True)
+    out = run_and_check(ids, load, l2p, counts, record=True)
     invalid = torch.tensor([[1, 1], [1, 0], [1, 0], [1, 0]], dtype=torch.bool)
     assert (out.cpu()[invalid] == -1).all()
     assert int(load.sum()) == 3  # only the three valid ids
@@ -210,7 +137,7 @@ def test_zero_replica_count_is_treated_as_one(device: str):
     counts[3] = 5000  # nor index past the map's width
     ids = torch.tensor([[2, 3], [2, 3], [2, 3]], dtype=torch.int32, device=device)
     load = torch.zeros(5, dtype=torch.int32, device=device)
-    out = run_both(ids, load, l2p, counts, record=True)
+    out = run_and_check(ids, load, l2p, counts, record=True)
     assert out.cpu()[:, 0].tolist() == [2, 2, 2]
 
 
@@ -222,7 +149,7 @@ def test_non_contiguous_ids(device: str):
     for ids in (wide[:, ::2], wide.t()[:8]):
         assert not ids.is_contiguous()
         load = torch.zeros(24, dtype=torch.int32, device=device)
-        run_both(ids, load, l2p, counts, record=True)
+        run_and_check(ids, load, l2p, counts, record=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -236,19 +163,6 @@ def test_flag_is_read_on_the_device_each_call(device: str):
     flag.fill_(True)
     eplb_map_and_record_triton(ids, load, l2p, counts, flag)
     assert load.tolist() == [1] * 8
-
-
-class TopkRouter(BaseRouter):
-    """Plain torch top-k routing, so the router's EPLB plumbing runs
-    anywhere."""
-
-    @property
-    def routing_method_type(self) -> RoutingMethodType:
-        return RoutingMethodType.FUSED_TOPK
-
-    def _compute_routing(self, hidden_states, router_logits, indices_type):
-        weights, ids = torch.topk(router_logits, self.top_k, dim=-1)
-        return weights, ids.to(torch.int32)
 
 
 def test_router_with_eplb_off_returns_logical_ids():

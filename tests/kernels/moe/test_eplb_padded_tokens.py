@@ -8,37 +8,21 @@ test_eplb_map_record.py; here a padded batch must behave exactly like its
 unpadded prefix (load) and like an unrestricted call (mapping).
 """
 
-import os
-
 import pytest
 import torch
 
+from tests.kernels.moe.eplb_utils import kernel_devices, redundant_map, topk_routing
 from vllm.model_executor.layers.fused_moe.router.base_router import (
     eplb_map_and_record_triton,
 )
 
-DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
-    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
-)
+DEVICES = kernel_devices()
 NUM_LOGICAL = 12
 TOP_K = 4
 
 
-def redundant_map(device: str):
-    """12 logical experts on 18 physical slots (six with two replicas)."""
-    physical_to_logical = list(range(NUM_LOGICAL)) + list(range(0, NUM_LOGICAL, 2))
-    l2p = torch.full((NUM_LOGICAL, 1024), -1, dtype=torch.int64)
-    counts = torch.zeros(NUM_LOGICAL, dtype=torch.int64)
-    for physical, logical in enumerate(physical_to_logical):
-        l2p[logical, counts[logical]] = physical
-        counts[logical] += 1
-    return l2p.to(device), counts.to(device), len(physical_to_logical)
-
-
 def routing(num_rows: int, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    scores = torch.rand(num_rows, NUM_LOGICAL, generator=gen)
-    return scores.topk(TOP_K, dim=-1).indices.to(torch.int32)
+    return topk_routing(num_rows, NUM_LOGICAL, TOP_K, seed)
 
 
 def run(ids, l2p, counts, num_physical, real_count=None):
@@ -55,7 +39,7 @@ def run(ids, l2p, counts, num_physical, real_count=None):
     "num_real,num_rows", [(17, 24), (5, 8), (1, 256), (0, 8), (8, 8)]
 )
 def test_padded_rows_are_mapped_but_not_recorded(device, num_real, num_rows):
-    l2p, counts, num_physical = redundant_map(device)
+    l2p, counts, num_physical = redundant_map(device, NUM_LOGICAL)
     ids = routing(num_rows)
     out, load = run(ids, l2p, counts, num_physical, real_count=num_real)
 
@@ -70,7 +54,7 @@ def test_padded_rows_are_mapped_but_not_recorded(device, num_real, num_rows):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_count_beyond_the_batch_records_every_row(device):
-    l2p, counts, num_physical = redundant_map(device)
+    l2p, counts, num_physical = redundant_map(device, NUM_LOGICAL)
     ids = routing(16)
     _, load = run(ids, l2p, counts, num_physical, real_count=2**62)
     _, unrestricted = run(ids, l2p, counts, num_physical)
@@ -79,7 +63,7 @@ def test_count_beyond_the_batch_records_every_row(device):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_one_captured_graph_records_each_replays_real_tokens():
-    l2p, counts, num_physical = redundant_map("cuda")
+    l2p, counts, num_physical = redundant_map("cuda", NUM_LOGICAL)
     num_rows = 64
     ids = routing(num_rows, seed=3).cuda()
     load = torch.zeros(num_physical, dtype=torch.int32, device="cuda")

@@ -7,16 +7,17 @@ Whatever the path, the load added must equal the bincount of the physical
 ids the kernel returns for the counted rows.
 """
 
-import os
-
 import pytest
 import torch
 
 import vllm.model_executor.layers.fused_moe.router.base_router as base_router
-
-DEVICES = (["cuda"] if torch.cuda.is_available() else []) + (
-    ["cpu"] if os.environ.get("TRITON_INTERPRET") == "1" else []
+from tests.kernels.moe.eplb_utils import (
+    build_map,
+    check_map_and_record,
+    kernel_devices,
 )
+
+DEVICES = kernel_devices()
 
 
 @pytest.fixture(params=["histogram", "per_id"])
@@ -41,30 +42,24 @@ def test_load_is_the_bincount_of_counted_ids(
     layout += torch.randint(
         0, num_logical, (num_physical - num_logical,), generator=gen
     ).tolist()
-    l2p = torch.full((num_logical, 1024), -1, dtype=torch.int64)
-    counts = torch.zeros(num_logical, dtype=torch.int64)
-    for physical, logical in enumerate(layout):
-        l2p[logical, counts[logical]] = physical
-        counts[logical] += 1
+    l2p, counts = build_map(layout, num_logical, device)
     top_k = min(8, num_logical)
     ids = torch.randint(-2, num_logical + 2, (num_tokens, top_k), generator=gen)
-    ids = ids.to(torch.int32)
+    ids = ids.to(torch.int32).to(device)
     num_real = max(0, num_tokens - 3)
     start = torch.randint(0, 9, (num_physical,), generator=gen, dtype=torch.int32)
     load = start.clone().to(device)
     out = base_router.eplb_map_and_record_triton(
-        ids.to(device),
+        ids,
         load,
-        l2p.to(device),
-        counts.to(device),
+        l2p,
+        counts,
         torch.ones((), dtype=torch.bool, device=device),
         torch.tensor(num_real, device=device),
-    ).cpu()
-    counted = out[:num_real].flatten()
-    counted = counted[counted >= 0].long()
-    expected = start.long() + torch.bincount(counted, minlength=num_physical)
-    assert torch.equal(load.cpu().long(), expected)
-    assert int((out >= 0).sum()) == int(((ids >= 0) & (ids < num_logical)).sum())
+    )
+    check_map_and_record(
+        ids, out, l2p, counts, start, load, record=True, counted_rows=slice(num_real)
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,0 +1,47 @@
+"""Fetching a pinned file: the cache when it holds the pinned bytes, else a
+fetch whose result must hold them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from eplb_fork import EngineError
+from eplb_fork.base import _pinned_file
+
+PINNED = b"the pinned release"
+SHA256 = hashlib.sha256(PINNED).hexdigest()
+
+
+def fetcher(data: bytes, calls: list[str]):
+    def fetch(dest):
+        calls.append(dest.name)
+        dest.write_bytes(data)
+
+    return fetch
+
+
+def test_a_cached_file_with_the_pinned_hash_is_not_fetched(tmp_path, capsys):
+    (tmp_path / "vllm.tar.gz").write_bytes(PINNED)
+    calls: list[str] = []
+    path = _pinned_file("sdist", tmp_path / "vllm.tar.gz", SHA256, fetcher(b"", calls))
+    assert path.read_bytes() == PINNED and calls == []
+    assert "sdist vllm.tar.gz: cached, sha256 ok" in capsys.readouterr().out
+
+
+def test_a_missing_or_stale_file_is_fetched_into_a_new_folder(tmp_path, capsys):
+    dest = tmp_path / "wheels" / "vllm.whl"
+    calls: list[str] = []
+    assert _pinned_file("wheel", dest, SHA256, fetcher(PINNED, calls)).read_bytes() == PINNED
+    dest.write_bytes(b"stale")
+    assert _pinned_file("wheel", dest, SHA256, fetcher(PINNED, calls)).read_bytes() == PINNED
+    assert calls == ["vllm.whl", "vllm.whl"]
+    assert "cached vllm.whl has sha256" in capsys.readouterr().out
+
+
+def test_a_fetch_without_the_pinned_hash_is_refused(tmp_path):
+    dest = tmp_path / "vllm.whl"
+    with pytest.raises(EngineError, match="fetched vllm.whl does not have the pinned sha256"):
+        _pinned_file("wheel", dest, SHA256, fetcher(b"other bytes", []))
+    assert not dest.exists()

@@ -1,0 +1,85 @@
+"""The facts the Makefile asks the engine for."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from eplb_fork.__main__ import main
+from eplb_fork.apply import apply_series
+from eplb_fork.base import load_pins
+from eplb_fork.info import other_bases, touched, upstream_count, upstream_release
+from eplb_fork.series import load_series
+from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
+
+
+def shipped_in(version: str):
+    return replace(SERIES[0], applied_upstream=f"v{version}, url")
+
+
+def test_bases_are_the_pinned_releases_before_the_first_that_ships_the_series():
+    patches = [shipped_in("0.20.0"), shipped_in("0.21.0"), SERIES[2]]
+    pinned = ["0.18.0", "0.19.1", "0.20.0", "0.19.0", "0.21.0"]
+    assert upstream_release(patches) == "0.20.0"
+    assert other_bases(patches, "0.19.1", pinned) == ["0.19.0", "0.18.0"]
+    assert upstream_count(patches, "0.20.0") == 1
+    assert upstream_count(patches, "0.21.0") == 2
+
+
+def test_the_pins_and_series_give_the_bases_make_test_checks():
+    patches = load_series()
+    default, releases = load_pins()
+    first = upstream_release(patches)
+    assert first in releases
+    assert other_bases(patches, default, releases) == ["0.19.0", "0.18.1", "0.18.0"]
+    assert upstream_count(patches, first) >= 3  # at least PR #36261's three commits
+
+
+def test_touched_lists_added_and_edited_files_by_kind(tmp_path):
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG, "gone.py": "x = 1\n"})
+    base = repo.head()
+    for path, text in {
+        "config.py": CONFIG + "# edited\n",
+        "tests/kernels/test_new.py": "t = 1\n",
+        "tests/kernels/test_cuda.py": "t = 1\n",
+        "tests/kernels/helpers.py": "h = 1\n",
+        "notes.md": "notes\n",
+    }.items():
+        (repo.path / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo.path / path).write_text(text)
+    (repo.path / "gone.py").unlink()
+    commit_all(repo, "change")
+    python = touched(repo, base, "HEAD", python=True)
+    assert sorted(python) == [
+        "config.py",
+        "tests/kernels/helpers.py",
+        "tests/kernels/test_cuda.py",
+        "tests/kernels/test_new.py",
+    ]
+    tests = touched(repo, base, "HEAD", tests=True, skip=["tests/kernels/test_cuda.py"])
+    assert tests == ["tests/kernels/test_new.py"]
+
+
+def test_revision_finds_a_patch_by_its_trailer(tmp_path, capsys):
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG})
+    named = replace(SERIES[2], name="eplb_config_positive")
+    apply_series(repo, [named], AUTHOR)
+    (repo.path / "later.py").write_text("later = 1\n")
+    commit_all(repo, "[EPLB] Require positive window size and intervals")  # no trailer
+    capsys.readouterr()
+    assert main(["--fork", str(repo.path), "revision", "eplb_config_positive"]) == 0
+    assert capsys.readouterr().out.strip() == repo.git("rev-parse", "HEAD~1")
+    assert main(["--fork", str(repo.path), "revision", "fused_map_record_kernel"]) == 1
+    assert "no commit" in capsys.readouterr().err
+    assert main(["--fork", str(repo.path), "revision", "no_such_patch"]) == 1
+    assert "not a patch of the series" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fact", "expected"),
+    [("base-tag", "base/v0.19.1"), ("bases", "0.19.0 0.18.1 0.18.0"), ("upstream-base", "0.20.0")],
+)
+def test_info_prints_one_fact(fact, expected, capsys):
+    assert main(["--base", "0.19.1", "info", fact]) == 0
+    assert capsys.readouterr().out == f"{expected}\n"
