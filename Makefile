@@ -166,8 +166,15 @@ demo-smoke: .venv/.demo-installed
 	$(FORK_PYTHON) -m pip install --quiet --progress-bar off -r requirements/demo.txt
 	touch $@
 
+# The engine, the series and the demo under this repo's ruff; the fragments
+# (code that lands inside vLLM files) under the fork's own ruff config, with
+# vllm first-party as it is inside the fork.
 lint-engine: engine
-	$(ENGINE_VENV)/bin/ruff check --no-cache eplb_fork series
+	$(RUFF) check --no-cache eplb_fork series eplb_demo
+	$(RUFF) format --no-cache --check eplb_fork series eplb_demo
+	@test -f $(FORK)/pyproject.toml || { echo "no fork to take ruff's config from: make fork"; exit 2; }
+	$(RUFF) check --no-cache --config $(FORK)/pyproject.toml \
+	  --config 'lint.isort.known-first-party=["vllm"]' series/fragments
 
 test-engine: lint-engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests
@@ -202,8 +209,7 @@ test-wheel: engine
 	@echo "pip installed $$(ls build/wheel/vllm-*.whl) and $$(($$(grep '^Successfully installed' \
 	  build/wheel-venv.log | wc -w) - 3)) requirements"
 	$(WHEEL_VENV)/bin/pip check
-	cd build && version=$$(cd $(CURDIR)/$(FORK) && tag=$(BASE_TAG) && \
-	    echo "$${tag#base/v}+eplb.$$(git rev-list --count $$tag..HEAD)") && \
+	cd build && version=$$($(ASK) info version) && \
 	  CUDA_VISIBLE_DEVICES= $(CURDIR)/$(WHEEL_VENV)/bin/python -I $(CURDIR)/eplb_fork/wheel_check.py $$version
 	rm -rf $(WHEEL_VENV)
 

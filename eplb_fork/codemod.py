@@ -403,26 +403,25 @@ def _already_there(body: Sequence[cst.CSTNode], at: int, new: list[cst.CSTNode])
     )
 
 
-def insert_after(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
-    """Put `code` right after the anchor statement (once)."""
+def _insert(src: PythonFile, scope: str, anchor: Shape, code: str, *, after: bool) -> None:
     block, index, depth = src.locate(scope, anchor)
     new = parse_statements(code, depth)
     body = list(_body_of(block))
-    if _already_there(body, index + 1, new):
+    at = index + 1 if after else index
+    if _already_there(body, at if after else at - len(new), new):
         return
-    body[index + 1 : index + 1] = new
+    body[at:at] = new
     src.set_block(block, body)
+
+
+def insert_after(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+    """Put `code` right after the anchor statement (once)."""
+    _insert(src, scope, anchor, code, after=True)
 
 
 def insert_before(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
     """Put `code` right before the anchor statement (once)."""
-    block, index, depth = src.locate(scope, anchor)
-    new = parse_statements(code, depth)
-    body = list(_body_of(block))
-    if _already_there(body, index - len(new), new):
-        return
-    body[index:index] = new
-    src.set_block(block, body)
+    _insert(src, scope, anchor, code, after=False)
 
 
 def append_to(src: PythonFile, scope: str, code: str) -> None:

@@ -3,10 +3,6 @@
 vllm/model_executor/layers/fused_moe/router/base_router.py.
 """
 
-# The holder's last assignment is read by the kernel code it lands in.
-# ruff: noqa: F841
-
-
 def replica_by_token(offs, top_k, replicas):
     """Replaces the kernel's `replica = offs % replicas`."""
     # One replica per token, so all its top-k slots agree, from a
@@ -14,3 +10,4 @@ def replica_by_token(offs, top_k, replicas):
     # floor(2**32 / golden ratio).
     token = offs // top_k
     replica = ((token * 2654435769) & 0xFFFFFFFF) % replicas
+    return replica

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole GPU run of the series, in two device calls from the repo root of
+# a tree made with `make fork && make gpu-bundle` (carry build/gpu):
+#   bash gpu-results/gpu-run.sh tests   # kernel tests, then memcheck
+#   bash gpu-results/gpu-run.sh bench   # map+record benchmark per revision
+# vLLM does not import on the GPU machine: everything goes through
+# eplb_fork.gpu_standalone. Results land in $OUT.
+set -uo pipefail
+out=${OUT:?run on the device machine, which sets OUT}
+cd build/gpu || exit 2
+export PYTHONPATH=$PWD/../.. EPLB_FORK=. PYTHONUNBUFFERED=1
+pytest_standalone="python -m pytest -p eplb_fork.gpu_standalone -p no:cacheprovider \
+  --noconftest --import-mode=importlib --rootdir=. -c /dev/null"
+python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+  > "$out/machine.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv >> "$out/machine.txt"
+
+case "${1:-}" in
+tests)
+  $pytest_standalone tests/kernels/moe/test_eplb_*.py -v -rA > "$out/kernel-tests.txt" 2>&1
+  echo "kernel tests: rc=$? $(tail -1 "$out/kernel-tests.txt")"
+  # Address math and every masked path: invalid ids, empty and padded
+  # batches, row windows, direct launches, the per-id and histogram paths.
+  compute-sanitizer --tool memcheck --error-exitcode 9 $pytest_standalone -q \
+    tests/kernels/moe/test_eplb_{map_record,record_paths,padded_tokens,lean_launch,dp_rows}.py \
+    -k "lean or graph or (dp_rows and cuda) or cuda and (invalid or empty or non_contiguous or random or 4600 or padded or beyond)" \
+    > "$out/memcheck.txt" 2>&1
+  echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$out/memcheck.txt" | tail -2 | tr '\n' ' ')"
+  ;;
+bench)
+  python -m eplb_fork.gpu_standalone benchmarks/kernels/benchmark_eplb_map_record.py \
+    --revision base=revisions/base.py --revision pr=revisions/pr.py \
+    --revision lean=revisions/lean.py --revision head=revisions/head.py \
+    --csv "$out/bench.csv" --plot "$out/bench.png" > "$out/bench.txt" 2>&1
+  echo "benchmark: rc=$?"; tail -40 "$out/bench.txt"
+  ;;
+*) echo "usage: $0 tests|bench" >&2; exit 2 ;;
+esac
