@@ -124,6 +124,57 @@ def check_map_and_record(
     return torch.where(valid, taken.to(torch.int8).argmax(dim=-1), -1)
 
 
+# What a corrupt map could hold in place of a physical id.
+CORRUPT_PHYSICAL_IDS = ["at_end", "past_end", "int32_max", "negative"]
+
+
+def corrupt_map(
+    kind: str, num_logical: int, num_physical: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A map whose last expert's only replica and expert 0's second replica
+    hold the same out-of-range physical id of `kind` (one of
+    CORRUPT_PHYSICAL_IDS); the first `num_physical - num_logical` experts have
+    two replicas. Also returns that id."""
+    assert 0 < num_physical - num_logical < num_logical
+    bad = {
+        "at_end": num_physical,
+        "past_end": num_physical + 5,
+        "int32_max": 2**31 - 1,
+        "negative": -2,
+    }[kind]
+    layout = list(range(num_logical)) + list(range(num_physical - num_logical))
+    l2p, counts = build_map(layout, num_logical, "cpu")
+    l2p[num_logical - 1, 0] = bad
+    l2p[0, 1] = bad
+    return l2p.to(device), counts.to(device), bad
+
+
+def guarded_load(num_physical: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A zeroed int32 load row that is a view into a larger zeroed buffer, so
+    that counting outside the row shows in the guard cells around it. The
+    guard after the row reaches past the per-tile histogram's spill bin
+    (below 2 * num_physical + 2). Returns (buffer, row)."""
+    guard = num_physical + 8
+    buffer = torch.zeros(num_physical + 2 * guard, dtype=torch.int32, device=device)
+    return buffer, buffer[guard : guard + num_physical]
+
+
+def check_counted_inside_row(
+    buffer: torch.Tensor, row: torch.Tensor, out: torch.Tensor
+) -> None:
+    """The guard cells around `row` in `buffer` are still zero, and the row
+    holds the bincount of the physical ids in [0, num_physical) of `out`."""
+    num_physical = row.numel()
+    guard = row.storage_offset() - buffer.storage_offset()
+    cells = buffer.cpu().to(torch.int64)
+    outside = torch.cat([cells[:guard], cells[guard + num_physical :]])
+    assert int(outside.count_nonzero()) == 0, "counted outside the load row"
+    ids = out.cpu().to(torch.int64).flatten()
+    ids = ids[(ids >= 0) & (ids < num_physical)]
+    expected = torch.bincount(ids, minlength=num_physical)
+    assert torch.equal(cells[guard : guard + num_physical], expected)
+
+
 class TopkRouter(BaseRouter):
     """Plain torch top-k routing, so the router's EPLB plumbing runs
     anywhere."""

@@ -17,9 +17,13 @@ import pytest
 import torch
 
 from tests.kernels.moe.eplb_utils import (
+    CORRUPT_PHYSICAL_IDS,
     TopkRouter,
     build_map,
+    check_counted_inside_row,
     check_map_and_record,
+    corrupt_map,
+    guarded_load,
     kernel_devices,
     physical_layout,
 )
@@ -117,6 +121,24 @@ def test_invalid_ids_map_to_minus_one_and_are_not_counted(device: str, dtype):
     invalid = torch.tensor([[1, 1], [1, 0], [1, 0], [1, 0]], dtype=torch.bool)
     assert (out.cpu()[invalid] == -1).all()
     assert int(load.sum()) == 3  # only the three valid ids
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", CORRUPT_PHYSICAL_IDS)
+def test_corrupt_map_counts_only_inside_the_load_row(device: str, kind: str):
+    # The load row is a view into a larger buffer (as each layer's row of
+    # vLLM's load tensor is): physical ids past the row must not be counted
+    # into whatever lies next to it.
+    num_logical, num_physical, top_k = 12, 18, 4
+    l2p, counts, bad = corrupt_map(kind, num_logical, num_physical, device)
+    ids = torch.arange(48 * top_k, dtype=torch.int32) % num_logical
+    ids = ids.reshape(-1, top_k).to(device)
+    buffer, row = guarded_load(num_physical, device)
+    flag = torch.ones((), dtype=torch.bool, device=device)
+    out = eplb_map_and_record_triton(ids, row, l2p, counts, flag)
+    # The kernel returns what the map holds; only the counting is bounded.
+    assert (out.cpu() == bad).any()
+    check_counted_inside_row(buffer, row, out)
 
 
 @pytest.mark.parametrize("device", DEVICES)

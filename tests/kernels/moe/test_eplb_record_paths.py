@@ -12,8 +12,12 @@ import torch
 
 import vllm.model_executor.layers.fused_moe.router.base_router as base_router
 from tests.kernels.moe.eplb_utils import (
+    CORRUPT_PHYSICAL_IDS,
     build_map,
+    check_counted_inside_row,
     check_map_and_record,
+    corrupt_map,
+    guarded_load,
     kernel_devices,
 )
 
@@ -60,6 +64,23 @@ def test_load_is_the_bincount_of_counted_ids(
     check_map_and_record(
         ids, out, l2p, counts, start, load, record=True, counted_rows=slice(num_real)
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", CORRUPT_PHYSICAL_IDS)
+def test_corrupt_map_counts_only_inside_the_load_row(device, record_path, kind):
+    # 4100 tokens x top-8 (past the histogram's size) into a row that is a
+    # view of a larger buffer: neither the per-tile histogram's spill bin nor
+    # a physical id past the row may be counted next to it.
+    num_logical, num_physical = 256, 288
+    l2p, counts, bad = corrupt_map(kind, num_logical, num_physical, device)
+    ids = torch.arange(4100 * 8, dtype=torch.int32) % num_logical
+    ids = ids.reshape(-1, 8).to(device)
+    buffer, row = guarded_load(num_physical, device)
+    flag = torch.ones((), dtype=torch.bool, device=device)
+    out = base_router.eplb_map_and_record_triton(ids, row, l2p, counts, flag)
+    assert (out.cpu() == bad).any()
+    check_counted_inside_row(buffer, row, out)
 
 
 @pytest.mark.parametrize("device", DEVICES)
