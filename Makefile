@@ -234,7 +234,8 @@ gpu-bundle: engine
 	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done && \
 	  tag=$(BASE_TAG) && git show $$tag:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
 	  for named in pr=fused_map_record_kernel fixes=eplb_skip_padded_tokens \
-	      histogram=eplb_block_histogram lean=eplb_lean_launch; do \
+	      histogram=eplb_block_histogram lean=eplb_lean_launch \
+	      dprows=eplb_dp_own_rows; do \
 	    rev=$$($(ASK) revision $${named#*=}) && \
 	    git show $$rev:$(ROUTER) > $(CURDIR)/build/gpu/revisions/$${named%%=*}.py || exit 1; \
 	  done && \

@@ -753,6 +753,72 @@ def replace_docstring(src: PythonFile, scope: str, code: str) -> None:
     src.set_block(block, body)
 
 
+def remove_statement(src: PythonFile, scope: str, anchor: Shape) -> None:
+    """Drop the anchor statement with the comments and blank lines above it
+    (what they describe goes with it); one already gone is left alone."""
+    if not src.has_statement(scope, anchor):
+        return
+    block, index, _ = src.locate(scope, anchor)
+    body = list(_body_of(block))
+    del body[index]
+    src.set_block(block, body)
+
+
+def remove_element(src: PythonFile, scope: str, anchor: Shape, element: str) -> None:
+    """The tuple or list the anchor statement assigns loses `element` (once)."""
+    block, index, _ = src.locate(scope, anchor)
+    value = _body_of(block)[index].body[0].value  # type: ignore[attr-defined]
+    if not isinstance(value, (cst.Tuple, cst.List)):
+        raise AnchorMissing(f"{scope} {anchor.describe} as a tuple or list", src.path)
+    elements = list(value.elements)
+    shapes = [_shape(_code(e).rstrip(", \n")) for e in elements]
+    if _shape(element) not in shapes:
+        return
+    at = shapes.index(_shape(element))
+    if at == len(elements) - 1 and at > 0:
+        # The new last element ends the tuple as the removed one did.
+        elements[at - 1] = elements[at - 1].with_changes(comma=elements[at].comma)
+    del elements[at]
+    src.replace(value, value.with_changes(elements=elements))
+
+
+def remove_parameter(src: PythonFile, function: str, name: str) -> None:
+    """`function` loses its parameter `name` (once)."""
+    node = src.find(function)
+    params = list(node.params.params)  # type: ignore[attr-defined]
+    names = [p.name.value for p in params]
+    if name not in names:
+        return
+    at = names.index(name)
+    if at == len(params) - 1 and at > 0:
+        params[at - 1] = params[at - 1].with_changes(comma=params[at].comma)
+    del params[at]
+    new_params = node.params.with_changes(params=params)  # type: ignore[attr-defined]
+    src.replace(node, node.with_changes(params=new_params))
+
+
+def set_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, value: str) -> None:
+    """Every call to `callee` inside `scope` that passes `keyword` passes
+    `value` for it instead."""
+    owner = src.find(scope)
+    calls = [
+        node for node in _walk(owner)
+        if isinstance(node, cst.Call) and _calls(node, callee)
+        and any(a.keyword is not None and a.keyword.value == keyword for a in node.args)
+    ]  # fmt: skip
+    if not calls:
+        raise AnchorMissing(f"{scope} call to `{callee}({keyword}=...)`", src.path)
+    new_value = cst.parse_expression(value)
+    for call in calls:
+        args = [
+            a.with_changes(value=new_value)
+            if a.keyword is not None and a.keyword.value == keyword
+            else a
+            for a in call.args
+        ]
+        src.replace(call, call.with_changes(args=args))
+
+
 # --------------------------------------------------------------------------
 # Whole files and fragments that live in this repo
 

@@ -441,3 +441,39 @@ def test_fragments_body_drops_a_final_return(tmp_path, monkeypatch):
         'def size(n):\n    """Where."""\n    # Why.\n    block = n * 2\n    return block\n'
     )
     assert codemod.Fragments("f.py").body("size") == "# Why.\nblock = n * 2\n"
+
+
+def test_removals_and_set_call_keyword_edit_once():
+    from eplb_fork.codemod import (
+        remove_element,
+        remove_parameter,
+        remove_statement,
+        set_call_keyword,
+    )
+
+    source = """\
+    def kernel(a, b, BINS, BLOCK):
+        # Sized per call.
+        bins = BINS * 2
+        args = (a, b, bins, BLOCK)
+        return run(view=a, args=args)
+    """
+
+    def edit(src):
+        remove_parameter(src, "kernel", "BINS")
+        remove_statement(src, "kernel", assigns("bins"))
+        remove_element(src, "kernel", assigns("args"), "bins")
+        set_call_keyword(src, "kernel", "run", "view", "b")
+
+    once = edited(source, edit)
+    assert once == (
+        "def kernel(a, b, BLOCK):\n"
+        "    args = (a, b, BLOCK)\n"
+        "    return run(view=b, args=args)\n"
+    )
+    assert edited(once, edit) == once
+    last = edited("def f(a, b):\n    t = (a, b)\n", lambda src: (
+        remove_parameter(src, "f", "b"), remove_element(src, "f", assigns("t"), "b")))  # fmt: skip
+    assert last == "def f(a):\n    t = (a,)\n"
+    with pytest.raises(AnchorMissing):
+        edited(source, lambda src: set_call_keyword(src, "kernel", "run", "nope", "1"))

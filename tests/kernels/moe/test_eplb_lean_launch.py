@@ -188,8 +188,9 @@ def test_a_non_contiguous_load_view_is_refused(device, counting_kernel):
 def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
     # Element counts Triton specializes differently (1, multiple of 16, other;
     # 37 x 4 differs from 1 x 8 in top_k, as both launch one 256-id tile),
-    # both recording paths (4100 x 8 ids take the per-tile histogram), both
-    # id and output dtypes, and ids at an address not 16-byte aligned.
+    # a many-tile launch (4100 x 8 ids; the per-tile histogram while the
+    # series has it), both id and output dtypes, and ids at an address not
+    # 16-byte aligned.
     layer = Layer("cuda")
     variants = [
         (num_tokens, top_k, dtype, misaligned)
@@ -207,13 +208,14 @@ def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
                 assert ids.data_ptr() % 16 != 0
             out_dtype = torch.int64 if index % 3 == 0 else None
             layer.check(ids, record=repeat != 1, out_dtype=out_dtype)
-    # Aligned variants: one regular launch each, then direct. Misaligned ids
-    # (a specialization the cache does not track) always take the regular path.
+    # Aligned variants: one regular launch per compiled kernel (variants that
+    # Triton specializes alike share one), then direct. Misaligned ids (a
+    # specialization the cache does not track) always take the regular path.
     aligned = sum(not misaligned for *_, misaligned in variants)
     misaligned = len(variants) - aligned
-    assert counting_kernel.regular_launches == aligned + 3 * misaligned
     (state,) = base_router._layer_launches.values()
-    assert len(state.compiled) == aligned
+    assert 1 <= len(state.compiled) <= aligned
+    assert counting_kernel.regular_launches == len(state.compiled) + 3 * misaligned
 
 
 @needs_gpu
