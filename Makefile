@@ -235,7 +235,7 @@ gpu-bundle: engine
 	  tag=$(BASE_TAG) && git show $$tag:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
 	  for named in pr=fused_map_record_kernel fixes=eplb_skip_padded_tokens \
 	      histogram=eplb_block_histogram lean=eplb_lean_launch \
-	      dprows=eplb_dp_own_rows; do \
+	      dprows=eplb_dp_own_rows shards=eplb_sharded_load; do \
 	    rev=$$($(ASK) revision $${named#*=}) && \
 	    git show $$rev:$(ROUTER) > $(CURDIR)/build/gpu/revisions/$${named%%=*}.py || exit 1; \
 	  done && \

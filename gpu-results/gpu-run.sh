@@ -22,8 +22,8 @@ tests)
   # Address math and every masked path: invalid ids, empty and padded
   # batches, row windows, direct launches, the per-id and histogram paths.
   compute-sanitizer --tool memcheck --error-exitcode 9 $pytest_standalone -q \
-    tests/kernels/moe/test_eplb_{map_record,record_paths,padded_tokens,lean_launch,dp_rows,sharded_load}.py \
-    -k "lean or graph or (dp_rows and cuda) or (sharded and cuda) or cuda and (corrupt or invalid or empty or non_contiguous or random or 4600 or padded or beyond)" \
+    tests/kernels/moe/test_eplb_{map_record,record_paths,padded_tokens,lean_launch,dp_rows,sharded_load,index_width}.py \
+    -k "lean or graph or (dp_rows and cuda) or (sharded and cuda) or (index_width and cuda) or cuda and (corrupt or invalid or empty or non_contiguous or random or 4600 or padded or beyond)" \
     > "$out/memcheck.txt" 2>&1
   echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$out/memcheck.txt" | tail -2 | tr '\n' ' ')"
   ;;
@@ -31,12 +31,12 @@ bench)
   python -m eplb_fork.gpu_standalone benchmarks/kernels/benchmark_eplb_map_record.py \
     --revision base=revisions/base.py --revision pr=revisions/pr.py \
     --revision lean=revisions/lean.py --revision dprows=revisions/dprows.py \
-    --revision head=revisions/head.py \
+    --revision shards=revisions/shards.py --revision head=revisions/head.py \
     --csv "$out/bench.csv" --plot "$out/bench.png" > "$out/bench.txt" 2>&1
   echo "benchmark: rc=$?"; tail -8 "$out/bench.txt"
   # The benchmark hands every revision one load row; HEAD counts into the
   # [K, P] shards EplbState gives each layer: measured here, with the fold.
-  python -m eplb_fork.gpu_standalone ../../gpu-results/sharded-2026-11-30/head_shards.py \
+  python -m eplb_fork.gpu_standalone ../../gpu-results/narrow-2026-11-30/head_shards.py \
     > "$out/head_shards.txt" 2>&1
   echo "head with shards: rc=$?"; cat "$out/head_shards.txt"
   ;;
