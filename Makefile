@@ -11,16 +11,19 @@ EPLB_CACHE ?= $(CURDIR)/.cache
 export EPLB_CACHE
 
 ENGINE_VENV := .venv-engine
-FORK := build/fork
-PATCHES := build/patches
+# The default base builds build/fork into .venv; another (BASE=0.33.0) gets
+# its own build/fork-<base>, build/patches-<base> and .venv-<base>.
+FORK := build/fork$(if $(BASE),-$(BASE))
+PATCHES := build/patches$(if $(BASE),-$(BASE))
+VENV := .venv$(if $(BASE),-$(BASE))
 ENGINE := $(ENGINE_VENV)/bin/python -m eplb_fork $(if $(BASE),--base $(BASE)) \
-	--fork $(FORK) --patches $(PATCHES)
+	--fork $(FORK) --patches $(PATCHES) --venv $(VENV)
 # What the engine knows (the fork's version and base tag, the bases to test,
 # the files a span of commits touches, a patch's commit), asked from any
 # directory: recipes ask inside fork checkouts.
 ASK_ANY := PYTHONPATH=$(CURDIR) $(CURDIR)/$(ENGINE_VENV)/bin/python -m eplb_fork
 ASK := $(ASK_ANY) $(if $(BASE),--base $(BASE)) --fork $(abspath $(FORK))
-FORK_PYTHON := $(CURDIR)/.venv/bin/python
+FORK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 # Upstream tests the series edits that need CUDA and vLLM's compiled ops:
 # collected here (imports, parametrization), run on GPU machines.
 CUDA_ONLY_TESTS := tests/kernels/moe/test_routing.py
@@ -38,7 +41,7 @@ cpu_tests = $(call touched,$(1),$(2),--tests $(addprefix --skip ,$(CUDA_ONLY_TES
 fork_ruff = $(RUFF) check --no-cache -q $(1) && $(RUFF) format --no-cache --check -q $(1)
 BASE_TAG := $$($(ASK) info base-tag)
 
-.PHONY: fork patches changelog apply install test test-bases test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
+.PHONY: fork patches changelog apply install test test-current test-current-bases test-bases test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
 fork: engine
 	$(ENGINE) fork --install
@@ -63,7 +66,7 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-standalone test-fork
+test: test-engine lint-fork test-bases test-current-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-standalone test-fork
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
@@ -249,6 +252,38 @@ test-standalone: gpu-bundle
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
 	$(FORK_TEST_ENV) EPLB_GPU_BUNDLE=build/gpu $(FORK_PYTHON) -m pytest -q -p no:cacheprovider \
 	  eplb_fork/fork_venv_tests
+
+# The current line (series/current, our follow-ups on upstream's own code)
+# on vLLM 0.31-0.33. test-current-bases (in `make test`): on every pinned
+# release of the line the line applies as commits, byte-compiles and passes
+# that release's own ruff (0.14.0 as its pre-commit pins, its pyproject's
+# config). test-current (its own target, as it installs a second vLLM:
+# torch 2.14, about 10 GB; CI runs it after `make test`): the newest is
+# built and installed as `make fork BASE=$(CURRENT_BASE)` does, and the
+# line's tests run there on CPU, the kernels under Triton's interpreter.
+CURRENT_BASE := 0.33.0
+CURRENT_FORK := build/fork-$(CURRENT_BASE)
+CURRENT_ASK := $(ASK_ANY) --base $(CURRENT_BASE) --fork $(abspath $(CURRENT_FORK))
+test-current-bases: engine
+	@for v in $(CURRENT_BASE) $$($(CURRENT_ASK) info bases); do \
+	  echo "== current line on $$v"; \
+	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
+	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1 \
+	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
+	  grep -E "^series:|^  [0-9a-f]+ applied" build/base-$$v.log; \
+	  (cd build/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
+	    files=$$($(ASK_ANY) --base $$v touched --tree . --python $$tag HEAD) && \
+	    $(call fork_ruff,$$files) && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
+	done
+
+test-current: engine
+	$(MAKE) --no-print-directory fork BASE=$(CURRENT_BASE)
+	cd $(CURRENT_FORK) && tag=$$($(CURRENT_ASK) info base-tag) && \
+	  files=$$($(CURRENT_ASK) touched --tree . --python $$tag HEAD) && $(call fork_ruff,$$files) && \
+	  echo "$(CURRENT_BASE) fork ruff: $$(echo $$files | wc -w) files clean" && \
+	  tests=$$($(CURRENT_ASK) touched --tree . --tests $$tag HEAD) && \
+	  $(FORK_TEST_ENV) $(CURDIR)/.venv-$(CURRENT_BASE)/bin/python -m pytest -q -p no:cacheprovider $$tests
 
 engine: $(ENGINE_VENV)/.installed
 

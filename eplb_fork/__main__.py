@@ -15,13 +15,22 @@ from eplb_fork.base import Release, fetch_sdist, fetch_wheel, load_pins, pinned_
 from eplb_fork.baserepo import base_tag, fresh_base
 from eplb_fork.export import export_patches
 from eplb_fork.gittree import Repo
-from eplb_fork.series import changelog, load_series, patch_commits, series_author, with_changelog
+from eplb_fork.series import (
+    BACKPORT,
+    CURRENT,
+    Line,
+    changelog,
+    line_for,
+    patch_commits,
+    series_author,
+    with_changelog,
+)
 
 BUILD = REPO_ROOT / "build"
 INFO_FACTS = {
     "version": "the fork's version, 0.19.1+eplb.N (N commits on its base)",
     "base-tag": "the tag of the base commit in the fork",
-    "bases": "the other pinned releases the whole series applies to",
+    "bases": "the other pinned releases the base's line applies to whole",
     "upstream-base": "the first release that ships part of the series",
     "upstream-count": "how many patches the base release ships",
 }
@@ -60,9 +69,16 @@ def _installed_version(release: Release, fork: Path, applied: int | None = None)
     return fork_version(release.version, applied)
 
 
+def _line(version: str | None) -> Line:
+    line = line_for(version)
+    print(f"series: the {line.describe(version)}", flush=True)
+    return line
+
+
 def cmd_fork(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
-    patches = load_series()
+    line = _line(release.version)
+    patches = line.patches()
     author = series_author()
     fork = Path(args.fork)
     with Step(f"base vLLM {release.version}"):
@@ -72,7 +88,9 @@ def cmd_fork(args: argparse.Namespace) -> None:
             repo, patches, author, base_version=release.version, since=base_tag(release)
         )
     with Step("export patches"):
-        exported = export_patches(repo, release, Path(args.patches), patches, author)
+        exported = export_patches(
+            repo, release, Path(args.patches), patches, author, line.directory / "cover-letter.md"
+        )
         print(f"{len(exported)} files (cover letter and patches) in {args.patches}")
     if args.install:
         cmd_install(args, applied=sum(1 for o in outcomes if o.commit))
@@ -110,9 +128,11 @@ def cmd_link(args: argparse.Namespace) -> None:
 
 def cmd_patches(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
+    line = _line(release.version)
     exported = export_patches(
-        Repo(Path(args.fork)), release, Path(args.patches), load_series(), series_author()
-    )
+        Repo(Path(args.fork)), release, Path(args.patches), line.patches(), series_author(),
+        line.directory / "cover-letter.md",
+    )  # fmt: skip
     for path in exported:
         print(path)
 
@@ -122,7 +142,8 @@ def cmd_apply(args: argparse.Namespace) -> None:
     version = tree_version(repo)
     print(f"apply the series to {args.tree} (vLLM {version or 'version unknown'}) "
           f"on new branch {args.branch}")  # fmt: skip
-    apply_series(repo, load_series(), series_author(), branch=args.branch, base_version=version)
+    patches = _line(version).patches()
+    apply_series(repo, patches, series_author(), branch=args.branch, base_version=version)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -132,11 +153,17 @@ def cmd_info(args: argparse.Namespace) -> None:
     elif args.fact == "base-tag":
         print(base_tag(release))
     elif args.fact == "bases":
-        print(" ".join(info.other_bases(load_series(), release.version, load_pins()[1])))
+        line = line_for(release.version)
+        pinned = load_pins()[1]
+        if line is CURRENT:
+            bases = info.current_line_bases(release.version, pinned)
+        else:
+            bases = info.other_bases(line.patches(), release.version, pinned)
+        print(" ".join(bases))
     elif args.fact == "upstream-base":
-        print(pinned_release(info.upstream_release(load_series())).version)
+        print(pinned_release(info.upstream_release(BACKPORT.patches())).version)
     elif args.fact == "upstream-count":
-        print(info.upstream_count(load_series(), release.version))
+        print(info.upstream_count(line_for(release.version).patches(), release.version))
 
 
 def cmd_touched(args: argparse.Namespace) -> None:
@@ -148,7 +175,7 @@ def cmd_touched(args: argparse.Namespace) -> None:
 
 
 def cmd_revision(args: argparse.Namespace) -> None:
-    names = [patch.name for patch in load_series()]
+    names = [patch.name for patch in line_for(pinned_release(args.base).version).patches()]
     if args.patch not in names:
         raise EngineError(f"{args.patch} is not a patch of the series ({', '.join(names)})")
     held = patch_commits(Repo(Path(args.fork)), "HEAD")
@@ -159,9 +186,10 @@ def cmd_revision(args: argparse.Namespace) -> None:
 
 def cmd_changelog(args: argparse.Namespace) -> None:
     readme = REPO_ROOT / "README.md"
-    patches = load_series()
-    readme.write_text(with_changelog(readme.read_text(), changelog(patches)))
-    print(f"wrote the series table ({len(patches)} patches) into README.md")
+    for line in (BACKPORT, CURRENT):
+        patches = line.patches()
+        readme.write_text(with_changelog(readme.read_text(), changelog(patches), line))
+        print(f"wrote the {line.name} line's table ({len(patches)} patches) into README.md")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from packaging.version import Version
 from eplb_fork import EngineError
 from eplb_fork.apply import already_upstream
 from eplb_fork.gittree import Repo
-from eplb_fork.series import Patch
+from eplb_fork.series import Patch, current_line_start
 
 
 def upstream_release(patches: list[Patch]) -> str:
@@ -29,6 +29,13 @@ def other_bases(patches: list[Patch], base: str, pinned: Iterable[str]) -> list[
     first = Version(upstream_release(patches))
     older = (version for version in pinned if version != base and Version(version) < first)
     return sorted(older, key=Version, reverse=True)
+
+
+def current_line_bases(base: str, pinned: Iterable[str]) -> list[str]:
+    """The pinned releases of the current line besides `base`, newest first."""
+    start = Version(current_line_start())
+    newer = (version for version in pinned if version != base and Version(version) >= start)
+    return sorted(newer, key=Version, reverse=True)
 
 
 def upstream_count(patches: list[Patch], base: str) -> int:

@@ -44,9 +44,24 @@ def run_pip(
     print(f"    done in {time.monotonic() - started:.0f}s")
 
 
-def pinned_test_requirements(fork: Path) -> list[str]:
+def requirement_files(fork: Path) -> tuple[Path, Path, Path]:
+    """The fork's build, CUDA runtime and test requirements. Releases from
+    about 0.30 keep build and test pins per platform in folders
+    (requirements/build/cuda.txt, requirements/test/cuda.txt)."""
+    requirements = fork / "requirements"
+    if (requirements / "build.txt").exists():
+        return requirements / "build.txt", requirements / "cuda.txt", requirements / "test.txt"
+    per_platform = (requirements / "build" / "cuda.txt", requirements / "test" / "cuda.txt")
+    if not all(path.exists() for path in per_platform):
+        raise EngineError(
+            f"{fork} has neither requirements/build.txt nor requirements/build/cuda.txt"
+        )
+    return per_platform[0], requirements / "cuda.txt", per_platform[1]
+
+
+def pinned_test_requirements(test_pins: Path) -> list[str]:
     pins = {}
-    for line in (fork / "requirements" / "test.txt").read_text().splitlines():
+    for line in test_pins.read_text().splitlines():
         name, sep, version = line.partition("==")
         if sep and not line.startswith(("#", " ")):
             pins[name.strip().lower()] = version.split()[0]
@@ -75,16 +90,15 @@ def install_fork(fork: Path, venv: Path, wheel: Path, version: str) -> None:
     if not (venv / "bin" / "python").exists():
         print(f"create {venv}")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    requirements = fork / "requirements"
-    deps = [requirements / "build.txt", requirements / "cuda.txt", requirements / "common.txt"]
-    stamp = venv / f".fork-deps-{_stamp(*deps, requirements / 'test.txt')}"
+    build, cuda, test = requirement_files(fork)
+    stamp = venv / f".fork-deps-{_stamp(build, cuda, fork / 'requirements' / 'common.txt', test)}"
     if stamp.exists():
         print("fork requirements: already installed in the venv")
     else:
         # torch is the CUDA build vLLM pins (several GB): it is what the
         # precompiled extensions link against.
-        run_pip(venv, "-r", str(requirements / "build.txt"), "-r", str(requirements / "cuda.txt"))
-        run_pip(venv, *pinned_test_requirements(fork))
+        run_pip(venv, "-r", str(build), "-r", str(cuda))
+        run_pip(venv, *pinned_test_requirements(test))
         run_pip(venv, "-r", str(REPO_ROOT / "requirements" / "engine.txt"))
         stamp.touch()
     run_pip(

@@ -45,3 +45,25 @@ def test_a_fetch_without_the_pinned_hash_is_refused(tmp_path):
     with pytest.raises(EngineError, match="fetched vllm.whl does not have the pinned sha256"):
         _pinned_file("wheel", dest, SHA256, fetcher(b"other bytes", []))
     assert not dest.exists()
+
+
+def test_requirement_files_of_both_layouts(tmp_path):
+    """Up to about 0.30 vLLM keeps requirements/build.txt and test.txt; later
+    releases keep build and test pins per platform in folders."""
+    from eplb_fork.install import requirement_files
+
+    old = tmp_path / "old" / "requirements"
+    for name in ("build.txt", "cuda.txt", "test.txt"):
+        (old / name).parent.mkdir(parents=True, exist_ok=True)
+        (old / name).write_text("")
+    assert requirement_files(old.parent) == (old / "build.txt", old / "cuda.txt", old / "test.txt")
+    new = tmp_path / "new" / "requirements"
+    for name in ("build/cuda.txt", "test/cuda.txt", "cuda.txt"):
+        (new / name).parent.mkdir(parents=True, exist_ok=True)
+        (new / name).write_text("")
+    assert requirement_files(new.parent) == (
+        new / "build" / "cuda.txt", new / "cuda.txt", new / "test" / "cuda.txt"
+    )
+    (new / "build" / "cuda.txt").unlink()
+    with pytest.raises(EngineError, match="requirements/build/cuda.txt"):
+        requirement_files(new.parent)

@@ -9,7 +9,13 @@ import pytest
 from eplb_fork.__main__ import main
 from eplb_fork.apply import apply_series
 from eplb_fork.base import load_pins
-from eplb_fork.info import other_bases, touched, upstream_count, upstream_release
+from eplb_fork.info import (
+    current_line_bases,
+    other_bases,
+    touched,
+    upstream_count,
+    upstream_release,
+)
 from eplb_fork.series import load_series
 from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
 
@@ -34,6 +40,13 @@ def test_the_pins_and_series_give_the_bases_make_test_checks():
     assert first in releases
     assert other_bases(patches, default, releases) == ["0.19.0", "0.18.1", "0.18.0"]
     assert upstream_count(patches, first) >= 3  # at least PR #36261's three commits
+
+
+def test_the_current_lines_bases_are_its_other_pinned_releases():
+    default, releases = load_pins()
+    assert current_line_bases("0.33.0", releases) == ["0.32.0", "0.31.0"]
+    # The backport's bases stay those before the PR shipped.
+    assert "0.31.0" not in other_bases(load_series(), default, releases)
 
 
 def test_touched_lists_added_and_edited_files_by_kind(tmp_path):

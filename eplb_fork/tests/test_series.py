@@ -1,7 +1,17 @@
 """The README's series table is the series index, rendered."""
 
 from eplb_fork import REPO_ROOT
-from eplb_fork.series import CHANGELOG_BEGIN, Patch, changelog, load_series, with_changelog
+import pytest
+
+from eplb_fork.series import (
+    BACKPORT,
+    CURRENT,
+    Patch,
+    changelog,
+    changelog_markers,
+    line_for,
+    with_changelog,
+)
 
 
 def patch(subject: str, origin: str, applied_upstream: str | None = None) -> Patch:
@@ -24,7 +34,17 @@ def test_changelog_rows_name_origin_and_upstream_status():
     ]
 
 
-def test_readme_table_is_the_current_series():
+@pytest.mark.parametrize("line", [BACKPORT, CURRENT], ids=lambda line: line.name)
+def test_readme_table_is_each_lines_series(line):
     readme = (REPO_ROOT / "README.md").read_text()
-    assert CHANGELOG_BEGIN in readme
-    assert with_changelog(readme, changelog(load_series())) == readme
+    assert changelog_markers(line)[0] in readme
+    assert with_changelog(readme, changelog(line.patches()), line) == readme
+
+
+@pytest.mark.parametrize(
+    "version,line",
+    [("0.18.0", BACKPORT), ("0.19.1", BACKPORT), ("0.20.0", BACKPORT), ("0.30.9", BACKPORT),
+     ("0.31.0", CURRENT), ("0.33.0", CURRENT), ("1.2.0", CURRENT), (None, BACKPORT)],
+)  # fmt: skip
+def test_a_base_gets_the_line_its_version_falls_in(version, line):
+    assert line_for(version) is line

@@ -5,7 +5,8 @@ import torch
 
 
 def allocate_flag_from_the_rule(self, layer_states):
-    """Replaces the flag's allocation in EplbState._init_should_record_tensor."""
+    """Replaces the flag's allocation in EplbState._init_should_record_tensor
+    (_propagate_shared_tensors on the current line)."""
     if self.should_record_tensor is None and layer_states:
         # Start from the rule: a set flag outside the window would leave the
         # first forward's load in the pass until the first recorded slot.

@@ -1,0 +1,12 @@
+"""The EPLB follow-ups on vLLM's current line, as upstream can review them.
+
+From FIRST_RELEASE on, upstream ships PR #36261's fused map+record kernel,
+the per-token replica hash (#40810) and padding masked per micro-batch
+(#38128), under its own names. This line carries what it still lacks, each
+patch written against upstream's code rather than by swapping in the
+backport's. `series` lists the patches in order; new code lives in
+`fragments/` as in the backport line.
+"""
+
+# The first release this line is for (the engine picks the line by base).
+FIRST_RELEASE = "0.31.0"

@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: Copyright contributors to the vLLM project
+"""Driving the real `EplbState` on one CPU rank: a model with just the
+MixtureOfExperts surface `add_model` touches, single-rank stand-ins for the
+EP group, the collectives and the weight communicator, and a probe in
+place of `rearrange()` that keeps the load window each rearrangement would
+balance on. The tests play the router: a forward adds its load to each
+layer's load view iff the shared flag is set, as the map+record kernel
+does on the device."""
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import torch
+
+import vllm.distributed.eplb.eplb_state as eplb_state_module
+from vllm.config.parallel import EPLBConfig, ParallelConfig
+from vllm.distributed.eplb.eplb_state import EplbLayerState, EplbState
+
+NUM_LOGICAL = 6
+NUM_REDUNDANT = 2
+NUM_PHYSICAL = NUM_LOGICAL + NUM_REDUNDANT
+
+
+class FakeMoELayer:
+    def __init__(self) -> None:
+        self.eplb_state = EplbLayerState()
+
+
+class FakeMoEModel:
+    num_expert_groups = 1
+    num_logical_experts = NUM_LOGICAL
+    num_routed_experts = NUM_LOGICAL
+    num_redundant_experts = NUM_REDUNDANT
+    num_physical_experts = NUM_PHYSICAL
+    num_local_physical_experts = NUM_PHYSICAL
+    num_shared_experts = 0
+
+    def __init__(self, num_moe_layers: int) -> None:
+        self.num_moe_layers = num_moe_layers
+        self.moe_layers = [FakeMoELayer() for _ in range(num_moe_layers)]
+        self.expert_weights = [[torch.zeros(NUM_PHYSICAL, 4)] for _ in self.moe_layers]
+
+    def set_eplb_state(self, expert_load_view, logical_to_physical_map, replica_count):
+        for index, layer in enumerate(self.moe_layers):
+            layer.eplb_state.set_layer_state(
+                index, expert_load_view, logical_to_physical_map, replica_count
+            )
+
+
+def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
+    """Returns the list each rearrangement appends its models' window sums to."""
+    group = SimpleNamespace(size=lambda: 1, rank=lambda: 0, world_size=1)
+    ep_group = SimpleNamespace(device_group=group, world_size=1)
+    monkeypatch.setattr(eplb_state_module, "get_ep_group", lambda: ep_group)
+    monkeypatch.setattr(eplb_state_module, "get_eplb_group", lambda: ep_group)
+    monkeypatch.setattr(
+        eplb_state_module, "create_eplb_communicator", lambda **_: SimpleNamespace()
+    )
+    monkeypatch.setattr(
+        EplbState,
+        "_sync_load_pass",
+        lambda self: [m.expert_load_pass.clone() for m in self.model_states.values()],
+    )
+    windows_seen: list[list[torch.Tensor]] = []
+
+    def probe_rearrange(self, is_profile: bool = False, **_):
+        if not is_profile:
+            windows_seen.append(
+                [
+                    m.expert_load_window.sum(dim=0).long()
+                    for m in self.model_states.values()
+                ]
+            )
+
+    monkeypatch.setattr(EplbState, "rearrange", probe_rearrange)
+    return windows_seen
+
+
+def make_state(eplb_config: EPLBConfig) -> tuple[EplbState, list[FakeMoEModel]]:
+    # ParallelConfig names a weight communicator only with EPLB enabled on a
+    # GPU platform; the one add_model creates here is a stand-in anyway.
+    eplb_config.communicator = eplb_config.communicator or "torch_gloo"
+    state = EplbState(ParallelConfig(eplb_config=eplb_config), torch.device("cpu"))
+    models = [FakeMoEModel(num_moe_layers=3), FakeMoEModel(num_moe_layers=2)]
+    for name, model in zip(["main", "drafter"], models):
+        config = SimpleNamespace(
+            model=name, compute_hash=lambda name=name: f"hash-{name}"
+        )
+        state.add_model(model, config)
+    return state, models
+
+
+def forwards(
+    state: EplbState, models: list[FakeMoEModel], seed: int
+) -> Iterator[tuple[bool, list[torch.Tensor]]]:
+    """Endless forwards through the real step(); yields the flag each saw and
+    its load per model ((layers, NUM_PHYSICAL) each), after its step()."""
+    log_stats = state.parallel_config.eplb_config.log_balancedness
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        flag = bool(state.should_record_tensor)
+        loads = [
+            torch.randint(0, 50, (m.num_moe_layers, NUM_PHYSICAL), generator=generator)
+            for m in models
+        ]
+        for model, load in zip(models, loads):
+            for layer, layer_load in zip(model.moe_layers, load):
+                if flag:
+                    layer.eplb_state.expert_load_view[:NUM_PHYSICAL].add_(
+                        layer_load.int()
+                    )
+        state.step(log_stats=log_stats)
+        yield flag, loads

@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+# SPDX-FileCopyrightText: Copyright contributors to the vLLM project
+"""The EPLB map+record kernel with 32-bit replica math and relaxed atomics:
+every id takes the replica of the Knuth rule computed here in int64 torch,
+ids outside [0, num_logical) map to -1, and the load grows by the bincount
+of the unpadded rows' physical ids (nothing when recording is off). Token
+indices run past 2**16, so the hash's product wraps past 2**32.
+
+Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
+
+import importlib
+import os
+
+import pytest
+import torch
+
+import vllm.model_executor.layers.fused_moe.router.base_router as base_router
+from vllm.platforms import current_platform
+
+KNUTH = 2654435769
+
+if torch.cuda.is_available():
+    DEVICES = ["cuda"]
+elif os.environ.get("TRITON_INTERPRET") == "1":
+    DEVICES = ["cpu"]
+else:
+    raise RuntimeError("needs a GPU, or TRITON_INTERPRET=1 for CPU tensors")
+
+
+@pytest.fixture
+def map_and_record(monkeypatch):
+    """The router's entry point. The module defines its kernel only on
+    CUDA-alike and XPU platforms: on a CPU box it is reloaded as on one,
+    and reloaded as it was afterwards."""
+    if current_platform.is_cuda_alike():
+        yield base_router.eplb_map_to_physical_and_record
+        return
+    monkeypatch.setattr(type(current_platform), "is_cuda_alike", lambda self: True)
+    importlib.reload(base_router)
+    yield base_router.eplb_map_to_physical_and_record
+    monkeypatch.undo()
+    importlib.reload(base_router)
+
+
+def uneven_map(num_logical: int, gen: torch.Generator, device: str):
+    """Each logical expert gets 1-4 replicas at shuffled physical ids; the
+    map's width is upstream's (1024 slots, -1 past the replicas)."""
+    replicas = torch.randint(1, 5, (num_logical,), generator=gen)
+    physical = torch.randperm(int(replicas.sum()), generator=gen)
+    l2p = torch.full((num_logical, 1024), -1, dtype=torch.int64)
+    start = 0
+    for logical, count in enumerate(replicas.tolist()):
+        l2p[logical, :count] = physical[start : start + count]
+        start += count
+    return l2p.to(device), replicas.to(device), start
+
+
+def expected(ids: torch.Tensor, l2p: torch.Tensor, replicas: torch.Tensor):
+    """The physical id of each (token, slot) by the Knuth rule, in int64."""
+    ids = ids.cpu().long()
+    l2p, replicas = l2p.cpu(), replicas.cpu().long()
+    valid = (ids >= 0) & (ids < l2p.shape[0])
+    rows = torch.where(valid, ids, 0)
+    tokens = torch.arange(ids.shape[0]).unsqueeze(-1).expand_as(ids)
+    replica = ((tokens * KNUTH) & 0xFFFFFFFF) % replicas[rows].clamp(min=1)
+    return torch.where(valid, l2p[rows, replica], -1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("record", [True, False])
+@pytest.mark.parametrize("ids_dtype", [torch.int32, torch.int64])
+def test_replica_rule_and_counts(map_and_record, device, record, ids_dtype):
+    gen = torch.Generator().manual_seed(7)
+    l2p, replicas, num_physical = uneven_map(24, gen, device)
+    # 70000 tokens, top-2: token indices past 2**16, invalid ids mixed in.
+    ids = torch.randint(-2, 26, (70_000, 2), generator=gen).to(ids_dtype)
+    real_tokens = 65_000  # the rest is batch padding
+    load = torch.zeros(num_physical, dtype=torch.int32, device=device)
+    out = map_and_record(
+        ids.to(device),
+        load,
+        l2p,
+        replicas,
+        torch.tensor(record, device=device),
+        torch.tensor(real_tokens, dtype=torch.int32, device=device),
+    )
+    want = expected(ids, l2p, replicas)
+    assert out.dtype == ids.dtype
+    assert torch.equal(out.cpu().long(), want)
+    counted = want[:real_tokens].flatten()
+    counted = counted[counted >= 0]
+    want_load = (
+        torch.bincount(counted, minlength=num_physical) if record else 0 * load.cpu()
+    )
+    assert torch.equal(load.cpu().long(), want_load.long())
