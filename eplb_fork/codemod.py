@@ -819,6 +819,29 @@ def set_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, val
         src.replace(call, call.with_changes(args=args))
 
 
+def replace_argument(src: PythonFile, scope: str, callee: str, old: str, new: str) -> None:
+    """Every call to `callee` inside `scope` passes `new` where it passed the
+    positional or keyword argument `old` (compared as code, layout aside);
+    calls already passing `new` are left alone."""
+    owner = src.find(scope)
+    calls = [
+        node for node in _walk(owner)
+        if isinstance(node, cst.Call) and _calls(node, callee)
+    ]  # fmt: skip
+    passed = [[_shape(_code(a.value)) for a in call.args] for call in calls]
+    if not any(_shape(old) in args or _shape(new) in args for args in passed):
+        raise AnchorMissing(f"{scope} call to `{callee}(...)` passing `{old}`", src.path)
+    new_value = cst.parse_expression(new)
+    for call, args in zip(calls, passed, strict=True):
+        if _shape(old) not in args:
+            continue
+        edited = [
+            a.with_changes(value=new_value) if shape == _shape(old) else a
+            for a, shape in zip(call.args, args, strict=True)
+        ]
+        src.replace(call, call.with_changes(args=edited))
+
+
 # --------------------------------------------------------------------------
 # Whole files and fragments that live in this repo
 

@@ -477,3 +477,22 @@ def test_removals_and_set_call_keyword_edit_once():
     assert last == "def f(a):\n    t = (a,)\n"
     with pytest.raises(AnchorMissing):
         edited(source, lambda src: set_call_keyword(src, "kernel", "run", "nope", "1"))
+
+
+def test_replace_argument_by_code_once_and_names_a_missing_one():
+    from eplb_fork.codemod import replace_argument
+
+    source = """\
+    def launch(view):
+        kernel[grid](
+            ids,
+            view.shape[0],
+            size=view.shape[0],
+        )
+    """
+    edit = lambda src: replace_argument(src, "launch", "kernel[...]", "view.shape[0]", "view.shape[-1]")  # noqa: E731
+    out = edited(source, edit)
+    assert out.count("view.shape[-1]") == 2 and "shape[0]" not in out
+    assert edited(out, edit) == out
+    with pytest.raises(AnchorMissing, match="passing `other`"):
+        edited(source, lambda src: replace_argument(src, "launch", "kernel[...]", "other", "x"))

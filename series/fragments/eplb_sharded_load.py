@@ -94,7 +94,8 @@ def record_paths_docstring() -> None:
 
 
 class EplbLayerState:
-    """Members after `ubatch_token_starts`."""
+    """Members after `ubatch_token_starts` (current line: after
+    `num_unpadded_tokens_tensors`)."""
 
     expert_load_shards: torch.Tensor | None = None
     """[num_shards, num_physical] copies of this layer's load row that the router
@@ -110,7 +111,8 @@ class EplbLayerState:
 
 
 class EplbModelState:
-    """Fields after `new_physical_to_logical_map` (the last, defaulted one)."""
+    """Fields after the last, defaulted one (`new_physical_to_logical_map`;
+    current line: `num_unpadded_tokens_tensors`)."""
 
     expert_load_shards: torch.Tensor | None = None
     """Copies of expert_load_pass that the layers count into, folded into it at
@@ -118,7 +120,8 @@ class EplbModelState:
 
 
 class EplbState:
-    """Methods after `_init_should_record_tensor`."""
+    """Methods after `_init_should_record_tensor` (current line:
+    `_propagate_shared_tensors`)."""
 
     def _shard_expert_load(self, model_state: EplbModelState) -> None:
         """Give each MoE layer of the model its rows of the model's shards to
@@ -157,7 +160,8 @@ class EplbState:
 
 
 def fold_shards_first(self, log_stats: bool):
-    """Goes first in EplbState.step, before the profile and dummy branches."""
+    """Goes first in EplbState.step, before the profile and dummy branches
+    (current line: right after `ep_group`, which they follow)."""
     # Everything below reads expert_load_pass: the forwards since the last step
     # counted into the shards. They recorded only if the flag they read was set,
     # and that flag is the rule's value for this step (published at the end of

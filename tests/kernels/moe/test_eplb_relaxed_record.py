@@ -27,11 +27,10 @@ else:
     raise RuntimeError("needs a GPU, or TRITON_INTERPRET=1 for CPU tensors")
 
 
-@pytest.fixture
-def map_and_record(monkeypatch):
-    """The router's entry point. The module defines its kernel only on
-    CUDA-alike and XPU platforms: on a CPU box it is reloaded as on one,
-    and reloaded as it was afterwards."""
+def cuda_alike_entry_point(monkeypatch):
+    """Yields the router's entry point. The module defines its kernel only on
+    CUDA-alike and XPU platforms: on a CPU box it is reloaded as on one, and
+    reloaded as it was afterwards."""
     if current_platform.is_cuda_alike():
         yield base_router.eplb_map_to_physical_and_record
         return
@@ -40,6 +39,11 @@ def map_and_record(monkeypatch):
     yield base_router.eplb_map_to_physical_and_record
     monkeypatch.undo()
     importlib.reload(base_router)
+
+
+@pytest.fixture
+def map_and_record(monkeypatch):
+    yield from cuda_alike_entry_point(monkeypatch)
 
 
 def uneven_map(num_logical: int, gen: torch.Generator, device: str):

@@ -1,0 +1,93 @@
+"""While EPLB records, every MoE layer of every forward counts its expert
+load with one atomic per (token, slot) onto one row of int32 counters (288
+of them are 9 cache lines of 128 bytes), and the atomics queue in the L2:
+on an H200 recording cost 2.5x what skipping does at 2048-8192 tokens.
+
+Each layer now counts into K copies of its row (a [K, num_physical] view of
+per-model [num_moe_layers, K, num_physical] shards that EplbState
+allocates), program p into copy p % K, with the relaxed atomics of the
+commit before. K is 64, halved until a model's shards fit in 8 MiB (64 at
+61 layers x 288 experts, 4 at 61 x 4600). EplbState.step folds the shards
+into expert_load_pass first thing (pass += shards.sum(1); shards.zero_()),
+on the steps whose forwards recorded (the flag they read is the rule's
+value for this step), so every reader of the pass (the dummy and profile
+drops, the balancedness log and its all-reduce, the window) sees the
+counts as before. update_mapping drops the shards with the pass;
+reconfigure_physical_expert_slots (elastic EP) folds before it resizes the
+pass and re-shards after. A layer finds its row of the shards by where its
+load view lies in the pass; one that is not found (elastic EP's wider
+capacity views), and every caller passing a 1-D load (the MegaMoE path),
+counts into the row as before.
+
+Measured on an H200 with the same change on the 0.19 backport of this
+kernel (CUDA-graph replay, 256 -> 288 experts, uniform routing, us per
+call), recording before -> with 64 shards: 2048 tokens 6.72 -> 2.34, 8192
+6.29 -> 3.20, 32768 7.94 -> 6.41. The fold costs 7.3 us per recorded step
+at 61 layers x 288 x 64. Folding in the kernel instead (its last program
+sums the shards) measured 2-6x slower.
+"""
+
+from eplb_fork.codemod import (
+    Fragments,
+    add_call_keyword,
+    add_definitions,
+    add_members,
+    add_parameter,
+    assigns,
+    bring_file,
+    call_statement,
+    defines,
+    insert_after,
+    insert_before,
+    python_file,
+    replace_argument,
+    replace_statement,
+    set_call_keyword,
+)
+
+SUBJECT = "[EPLB] Count expert load into per-program shards, folded once per step"
+ORIGIN = "vendor"
+DATE = "2026-11-30T07:40:00+00:00"
+
+EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
+BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+KERNEL = "_eplb_map_and_record_i32_kernel"
+LAUNCHER = "_eplb_map_and_record_triton"
+RESIZE = "EplbState.reconfigure_physical_expert_slots"
+
+
+def apply(tree):
+    shared = Fragments("series/fragments/eplb_sharded_load.py")
+    kernel = Fragments("series/fragments/eplb_sharded_load_upstream.py")
+    with python_file(tree, EPLB_STATE) as src:
+        add_definitions(src, shared.definition("expert_load_shard_count"),
+                        before=defines("EplbState"))  # fmt: skip
+        for owner in ("EplbModelState", "EplbLayerState"):
+            add_members(src, owner, shared.members(owner), after="num_unpadded_tokens_tensors")
+        add_members(src, "EplbState", shared.members("EplbState"),
+                    after="_propagate_shared_tensors")  # fmt: skip
+        registered = assigns("self.model_states[model_config.compute_hash()]")
+        insert_after(src, "EplbState.add_model", registered, "self._shard_expert_load(model_state)")
+        insert_after(src, "EplbState.step", assigns("ep_group"), shared.body("fold_shards_first"))
+        dropped = call_statement("eplb_model_state.expert_load_pass.zero_")
+        insert_before(src, "EplbState.update_mapping", dropped,
+                      "self._fold_expert_load(eplb_model_state)")  # fmt: skip
+        insert_before(src, RESIZE, assigns("old_num_physical_experts"),
+                      "self._fold_expert_load(model_state)")  # fmt: skip
+        insert_after(src, RESIZE, assigns("model_state.expert_load_pass"),
+                     "self._shard_expert_load(model_state)")  # fmt: skip
+
+    with python_file(tree, BASE_ROUTER) as src:
+        add_parameter(src, KERNEL, "num_shards", before="HAS_NUM_UNPADDED")
+        count = kernel.body("count_into_program_shard")
+        replace_statement(src, KERNEL, call_statement("tl.atomic_add"), count,
+                          done=assigns("shard_ptr"))  # fmt: skip
+        launch = f"{KERNEL}[...]"
+        replace_argument(src, LAUNCHER, launch, "expert_load_view.shape[0]",
+                         "expert_load_view.shape[-1]")  # fmt: skip
+        shards = "1 if expert_load_view.dim() == 1 else expert_load_view.shape[0]"
+        add_call_keyword(src, LAUNCHER, launch, "num_shards", shards)
+        set_call_keyword(src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
+                         "expert_load_view", "eplb_state.expert_load_counter")  # fmt: skip
+    bring_file(tree, "tests/kernels/moe/test_eplb_load_shards.py")
+    bring_file(tree, "tests/distributed/eplb/test_eplb_load_shard_fold.py")
