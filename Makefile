@@ -244,10 +244,26 @@ gpu-bundle: engine
 	  done && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
+# The current line's GPU bundle (build/gpu-current, from build/fork-$(CURRENT_BASE)):
+# its router and EplbLayerState, its kernel tests, the router of upstream's
+# release and of each patch that changes the kernel, and the backport's
+# benchmark helpers (gpu-results/gpu-run-current.sh runs it).
+gpu-bundle-current: engine
+	rm -rf build/gpu-current && mkdir -p build/gpu-current/revisions && cd $(CURRENT_FORK) && \
+	  for f in $(ROUTER) vllm/distributed/eplb/eplb_state.py \
+	      tests/kernels/moe/test_eplb_relaxed_record.py tests/kernels/moe/test_eplb_load_shards.py; do \
+	    install -D -m 644 $$f $(CURDIR)/build/gpu-current/$$f || exit 1; done && \
+	  git show $$($(CURRENT_ASK) info base-tag):$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/upstream.py && \
+	  git show $$($(CURRENT_ASK) revision eplb_relaxed_record):$(ROUTER) \
+	    > $(CURDIR)/build/gpu-current/revisions/relaxed.py && \
+	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/head.py
+	install -D -m 644 $(FORK)/benchmarks/kernels/benchmark_eplb_map_record.py \
+	  build/gpu-current/benchmarks/kernels/benchmark_eplb_map_record.py
+
 # The bundle through eplb_fork.gpu_standalone, on CPU under the interpreter:
 # it computes what the installed fork computes, its stand-ins answer as vLLM
 # does, its kernel tests and benchmark smoke runs pass as on the GPU machine.
-.PHONY: test-standalone
+.PHONY: test-standalone gpu-bundle-current
 test-standalone: gpu-bundle
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
 	$(FORK_TEST_ENV) EPLB_GPU_BUNDLE=build/gpu $(FORK_PYTHON) -m pytest -q -p no:cacheprovider \

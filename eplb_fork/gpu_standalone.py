@@ -10,6 +10,9 @@ the Triton shim and the router's abstract base; and the fork's
 and process groups. The kernel and its launcher under test are the fork's own
 source, byte for byte.
 
+The same registration serves the current line's router (vLLM 0.31-0.33),
+which also reads the micro-batch id.
+
 As a command, `python -m eplb_fork.gpu_standalone SCRIPT [ARGS]` registers the
 same and runs SCRIPT (the benchmark) as __main__.
 
@@ -142,6 +145,9 @@ class _Platform:
     def is_tpu(self) -> bool:
         return False
 
+    def is_xpu(self) -> bool:
+        return False
+
 
 class RoutingMethodType(enum.IntEnum):
     FUSED_TOPK = 0
@@ -166,6 +172,11 @@ def install(fork: Path) -> types.ModuleType:
     ]:  # fmt: skip
         _module(name)
     _module("vllm.platforms", current_platform=_Platform())
+    # The current line's router reads the micro-batch id (DBO); kernels run
+    # one batch at a time here.
+    for name in ("vllm.v1", "vllm.v1.worker"):
+        _module(name)
+    _module("vllm.v1.worker.ubatching", dbo_current_ubatch_id=lambda: 0)
     _module("vllm.triton_utils", triton=triton, tl=tl)
     layer_state = _class_from_source(
         fork / EPLB_STATE, "EplbLayerState", {"dataclass": dataclass, "torch": torch}

@@ -8,7 +8,6 @@ indices run past 2**16, so the hash's product wraps past 2**32.
 
 Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
 
-import importlib
 import os
 
 import pytest
@@ -29,16 +28,17 @@ else:
 
 def cuda_alike_entry_point(monkeypatch):
     """Yields the router's entry point. The module defines its kernel only on
-    CUDA-alike and XPU platforms: on a CPU box it is reloaded as on one, and
-    reloaded as it was afterwards."""
+    CUDA-alike and XPU platforms: on a CPU box it is run again as on one,
+    and again as it was afterwards."""
     if current_platform.is_cuda_alike():
         yield base_router.eplb_map_to_physical_and_record
         return
+    rerun = base_router.__spec__.loader.exec_module
     monkeypatch.setattr(type(current_platform), "is_cuda_alike", lambda self: True)
-    importlib.reload(base_router)
+    rerun(base_router)
     yield base_router.eplb_map_to_physical_and_record
     monkeypatch.undo()
-    importlib.reload(base_router)
+    rerun(base_router)
 
 
 @pytest.fixture
