@@ -251,11 +251,12 @@ gpu-bundle: engine
 gpu-bundle-current: engine
 	rm -rf build/gpu-current && mkdir -p build/gpu-current/revisions && cd $(CURRENT_FORK) && \
 	  for f in $(ROUTER) vllm/distributed/eplb/eplb_state.py \
-	      tests/kernels/moe/test_eplb_relaxed_record.py tests/kernels/moe/test_eplb_load_shards.py; do \
+	      $$(cd $(CURRENT_FORK) && ls tests/kernels/moe/test_eplb_*.py); do \
 	    install -D -m 644 $$f $(CURDIR)/build/gpu-current/$$f || exit 1; done && \
 	  git show $$($(CURRENT_ASK) info base-tag):$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/upstream.py && \
-	  git show $$($(CURRENT_ASK) revision eplb_relaxed_record):$(ROUTER) \
-	    > $(CURDIR)/build/gpu-current/revisions/relaxed.py && \
+	  for named in relaxed=eplb_relaxed_record shards=eplb_sharded_load; do \
+	    git show $$($(CURRENT_ASK) revision $${named#*=}):$(ROUTER) \
+	      > $(CURDIR)/build/gpu-current/revisions/$${named%%=*}.py || exit 1; done && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/head.py
 	install -D -m 644 $(FORK)/benchmarks/kernels/benchmark_eplb_map_record.py \
 	  build/gpu-current/benchmarks/kernels/benchmark_eplb_map_record.py

@@ -700,6 +700,14 @@ def add_definitions(
     if _already_there(body, there, spaced):
         return
     body[at:at] = spaced
+    following = at + len(spaced)
+    if isinstance(block, cst.Module) and following < len(body):
+        # What follows new top-level definitions is spaced from them as PEP 8 says.
+        lines = list(body[following].leading_lines)  # type: ignore[attr-defined]
+        blank = next((i for i, line in enumerate(lines) if line.comment), len(lines))
+        if blank < 2:
+            spaced_lines = [cst.EmptyLine()] * (2 - blank) + lines
+            body[following] = body[following].with_changes(leading_lines=spaced_lines)
     src.set_block(block, body)
 
 

@@ -2,8 +2,9 @@
 """The current line's map+record against upstream's own kernel, side by side
 in one process, under whichever Triton is first on the path: vLLM 0.33.0's
 router (`upstream`), the commit with relaxed atomics and 32-bit replica
-math (`relaxed`), and HEAD counting into the [K, num_physical] shards
-EplbState gives each layer (K from the fork's formula for 61 layers).
+math (`relaxed`), the per-program shards (`shards`) and HEAD (the lean
+launch), these two counting into the [K, num_physical] shards EplbState
+gives each layer (K from the fork's formula for 61 layers).
 Cells are the median of three interleaved rounds of CUDA-graph replay (us
 per call), then eager host time per call. Every revision's output is
 checked against upstream's, and the counts against torch.bincount, first.
@@ -27,7 +28,7 @@ import benchmark_eplb_map_record as bench  # noqa: E402
 
 LAYERS = 61
 ROUNDS = 3
-REVISIONS = ("upstream", "relaxed", "head")
+REVISIONS = ("upstream", "relaxed", "shards", "head")
 
 
 def shard_count(num_physical: int) -> int:
@@ -64,9 +65,12 @@ def main() -> None:
         for routing in ("uniform", "skewed"):
             for tokens in bench.TOKENS:
                 work = bench.make_workload(shape, routing, tokens, "cuda")
-                sharded = torch.zeros(shards, num_physical, dtype=torch.int32, device="cuda")
-                rows = {name: torch.zeros_like(work.load) for name in REVISIONS}
-                loads = {**rows, "head": sharded}
+                loads = {
+                    name: torch.zeros(shards, num_physical, dtype=torch.int32, device="cuda")
+                    if name in ("shards", "head")
+                    else torch.zeros_like(work.load)
+                    for name in REVISIONS
+                }
                 calls = {}
                 for record in (True, False):
                     for name in REVISIONS:
