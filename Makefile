@@ -251,7 +251,7 @@ gpu-bundle: engine
 gpu-bundle-current: engine
 	rm -rf build/gpu-current && mkdir -p build/gpu-current/revisions && cd $(CURRENT_FORK) && \
 	  for f in $(ROUTER) vllm/distributed/eplb/eplb_state.py \
-	      $$(cd $(CURRENT_FORK) && ls tests/kernels/moe/test_eplb_*.py); do \
+	      $$(ls tests/kernels/moe/test_eplb_*.py); do \
 	    install -D -m 644 $$f $(CURDIR)/build/gpu-current/$$f || exit 1; done && \
 	  git show $$($(CURRENT_ASK) info base-tag):$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/upstream.py && \
 	  for named in relaxed=eplb_relaxed_record shards=eplb_sharded_load; do \
