@@ -10,11 +10,21 @@ enough. The hash is uint32 arithmetic (its products wrap exactly as the
 `& 0xFFFFFFFF` did) and the replica count is at least one, so the modulo
 is a 32-bit one and every id takes the same replica as before.
 
-Measured on an H200 with the 0.19 backport of the same kernel, relaxed
-atomics took 1-token recording from 2.18 to 1.76 us, and 32-bit map math
-brought skipping from 1.03-1.08x to 0.95-1.01x of the 64-bit kernel's
-(gpu-results/speed-probe-2026-11-30/ and narrow-2026-11-30/ in the
-series' repository).
+Measured on an H200 against 0.33.0's kernel, in one process under Triton
+3.8 (0.33.0's; CUDA-graph replay, median of 3 rounds, both shapes and
+routings, 1-32768 tokens), this commit over upstream's: recording
+0.58-0.95x up to 8192 tokens (at 32768 the single row's contention
+dominates: 0.64-1.24x; the next commit takes it), skipping 0.87-0.92x.
+256 -> 288 experts, uniform routing, us per call:
+
+  tokens   recording, upstream -> this   skipping, upstream -> this
+  1        2.23 -> 1.62                  1.84 -> 1.63
+  128      3.32 -> 1.98                  2.10 -> 1.87
+  2048     6.75 -> 4.22                  2.29 -> 2.04
+  8192     19.47 -> 12.48                2.69 -> 2.46
+
+The run, its command and its Triton 3.6 twin are in gpu-results/
+current-2026-11-30/ of the series' repository.
 """
 
 from eplb_fork.codemod import (

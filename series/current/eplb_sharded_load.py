@@ -19,12 +19,24 @@ load view lies in the pass; one that is not found (elastic EP's wider
 capacity views), and every caller passing a 1-D load (the MegaMoE path),
 counts into the row as before.
 
-Measured on an H200 with the same change on the 0.19 backport of this
-kernel (CUDA-graph replay, 256 -> 288 experts, uniform routing, us per
-call), recording before -> with 64 shards: 2048 tokens 6.72 -> 2.34, 8192
-6.29 -> 3.20, 32768 7.94 -> 6.41. The fold costs 7.3 us per recorded step
-at 61 layers x 288 x 64. Folding in the kernel instead (its last program
-sums the shards) measured 2-6x slower.
+Measured on an H200 against the commit before, in one process under
+Triton 3.8 (CUDA-graph replay, median of 3 rounds, the 64 shards a layer
+gets at 61 layers), 256 -> 288 experts, uniform routing, us per call:
+
+  tokens   recording, before -> shards   skipping, before -> shards
+  512      2.25 -> 2.04                  1.92 -> 1.96
+  2048     4.22 -> 2.22                  2.04 -> 2.07
+  8192     12.48 -> 3.29                 2.46 -> 2.49
+  32768    45.20 -> 7.25                 3.46 -> 3.53
+
+Over both shapes and routings recording now costs 0.90-0.97x upstream's
+kernel's skipping up to 2048 tokens, 1.07-1.23x at 8192, 1.50-1.95x at
+32768 (one atomic per id bounds it there), against 2.6-18.7x for
+upstream's own recording; skipping costs 1.00-1.04x the commit before.
+The fold costs 7.3 us per recorded step captured at 61 layers x 288 x 64
+(7.2 us at 61 x 4600 x 4). Folding in the kernel instead (its last
+program sums the shards, keeping upstream's shapes) measured 2-6x slower
+in a probe on the backport.
 """
 
 from eplb_fork.codemod import (
