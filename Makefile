@@ -301,6 +301,22 @@ test-current: engine
 	  echo "$(CURRENT_BASE) fork ruff: $$(echo $$files | wc -w) files clean" && \
 	  tests=$$($(CURRENT_ASK) touched --tree . --tests $$tag HEAD) && \
 	  $(FORK_TEST_ENV) $(CURDIR)/.venv-$(CURRENT_BASE)/bin/python -m pytest -q -p no:cacheprovider $$tests
+	# Every commit as a reviewer bisecting meets it (as test-bisect does for
+	# the backport): its files pass ruff and compile, its tests pass there.
+	rm -rf build/bisect-current && git clone -q $(CURRENT_FORK) build/bisect-current
+	cp $(CURRENT_FORK)/vllm/*.so $(CURRENT_FORK)/vllm/_version.py build/bisect-current/vllm/
+	cd build/bisect-current && tag=$$($(CURRENT_ASK) info base-tag) && \
+	  for c in $$(git rev-list --reverse $$tag..HEAD); do \
+	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
+	  files=$$($(CURRENT_ASK) touched --tree . --python $$c~1 $$c) && $(call fork_ruff,$$files) && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files || exit 1; \
+	  tests=$$($(CURRENT_ASK) touched --tree . --tests $$c~1 $$c); \
+	  if [ -n "$$tests" ]; then \
+	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(CURDIR)/.venv-$(CURRENT_BASE)/bin/python -m pytest -q \
+	      -p no:cacheprovider $$tests > $(CURDIR)/build/bisect-current.log 2>&1 \
+	      || { tail -30 $(CURDIR)/build/bisect-current.log; exit 1; }; \
+	    tail -1 $(CURDIR)/build/bisect-current.log; fi; \
+	done
 
 engine: $(ENGINE_VENV)/.installed
 

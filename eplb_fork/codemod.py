@@ -225,6 +225,14 @@ class PythonFile:
     def find(self, scope: str) -> cst.CSTNode:
         return self._find(scope)[0]
 
+    def definitions(self, scope: str) -> list[cst.CSTNode]:
+        """Every definition `scope` names: a top-level name may be defined in
+        each branch of a module-level `if` (one per platform)."""
+        first = self.find(scope)
+        if "." in scope.strip("."):
+            return [first]
+        return [m for m, _ in _members(self.module, 0) if _named(m) == scope]
+
     def _find(self, scope: str) -> tuple[cst.CSTNode, int]:
         """The node named by `scope` and the depth of its body."""
         node: cst.CSTNode = self.module
@@ -538,8 +546,19 @@ def add_parameter(
     annotation: str | None = None, default: str | None = None,
 ) -> None:  # fmt: skip
     """Give `function` a parameter `name` just before parameter `before` (at
-    the end if None), laid out like its neighbour (same comma and line break)."""
-    node = src.find(function)
+    the end if None), laid out like its neighbour (same comma and line break).
+    A top-level function defined once per platform branch gets it in each
+    definition, so every platform's signature stays the same."""
+    for index in range(len(src.definitions(function))):
+        # Looked up again each time: an edit gives the module new nodes.
+        node = src.definitions(function)[index]
+        _add_parameter(src, node, function, name, before, annotation, default)
+
+
+def _add_parameter(
+    src: PythonFile, node: cst.CSTNode, function: str, name: str, before: str | None,
+    annotation: str | None, default: str | None,
+) -> None:  # fmt: skip
     params = list(node.params.params)  # type: ignore[attr-defined]
     names = [p.name.value for p in params]
     if name in names:
@@ -554,8 +573,9 @@ def add_parameter(
         name=cst.Name(name),
         annotation=cst.Annotation(cst.parse_expression(annotation)) if annotation else None,
         default=cst.parse_expression(default) if default else None,
-        equal=cst.AssignEqual(cst.SimpleWhitespace(" "), cst.SimpleWhitespace(" "))
-        if default and annotation
+        # PEP 8: spaces around `=` only after an annotation.
+        equal=cst.AssignEqual(*[cst.SimpleWhitespace(" " if annotation else "")] * 2)
+        if default
         else cst.MaybeSentinel.DEFAULT,
     )
     if before is None and at >= 2:

@@ -496,3 +496,21 @@ def test_replace_argument_by_code_once_and_names_a_missing_one():
     assert edited(out, edit) == out
     with pytest.raises(AnchorMissing, match="passing `other`"):
         edited(source, lambda src: replace_argument(src, "launch", "kernel[...]", "other", "x"))
+
+
+def test_add_parameter_reaches_every_platform_branchs_definition():
+    source = """\
+    if on_gpu():
+
+        def entry(ids, view):
+            return launch(ids, view)
+
+    else:
+
+        def entry(ids, view):
+            return ids
+    """
+    edit = lambda src: add_parameter(src, "entry", "rows", default="None")  # noqa: E731
+    out = edited(source, edit)
+    assert out.count("def entry(ids, view, rows=None):") == 2
+    assert edited(out, edit) == out

@@ -1,0 +1,88 @@
+"""When a MoE method has no modular kernel (`moe_kernel is None`: e.g.
+MXFP4 without an experts class, out-of-tree methods) and DP > 1, naive
+dispatch gathers the hidden states and router logits of every DP rank
+before routing, so every EP rank routes the whole gathered batch. The
+router masks padding with `offs < num_unpadded_tokens * top_k`, this
+rank's own real count, as flat offsets into the gathered batch: every rank
+counts rows [0, N_local), the head of DP rank 0's block (with its padding
+when N_local is larger than rank 0's real count), and never its own
+tokens. Take three DP ranks with 5, 7 and 3 real tokens: rank 1 counts
+rank 0's 5 tokens and 2 of rank 1's rows; rank 2 counts 3 of rank 0's.
+
+The kernel now counts a row only inside a window of rows [first, end) the
+router passes as host ints, the unpadded count being of the window's rows;
+the default window is every row, so every other path counts as before.
+MoERunner sets the window on its router before dispatch: under naive
+dispatch across DP, this rank's block of the gather, from the sizes the
+gather itself uses (DPMetadata's local sizes) and this rank's index in the
+DP group; otherwise every row. Each EP rank then counts its own tokens, so
+the all-reduced load counts every real token once per tensor-parallel rank
+of its DP rank instead of rank 0's tokens once per EP rank. Sequence
+parallelism and prefill context parallelism, which gather in other
+groups, keep counting every row.
+
+The window is fixed by the padded sizes, which every rank agrees on and a
+CUDA graph is captured for, so a replay keeps it. Triton does not
+specialize the window's ints (do_not_specialize), so the lean launch's
+variants are unchanged; a window past int32 takes the regular launch.
+"""
+
+from eplb_fork.codemod import (
+    Fragments,
+    add_call_keyword,
+    add_members,
+    add_parameter,
+    assigns,
+    bring_file,
+    if_block,
+    import_names,
+    insert_after,
+    insert_before,
+    insert_element,
+    python_file,
+    replace_decorator,
+    replace_statement,
+)
+
+SUBJECT = "[EPLB] Count only this rank's rows of a batch gathered before routing"
+ORIGIN = "vendor"
+DATE = "2026-11-30T08:00:00+00:00"
+
+BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
+KERNEL = "_eplb_map_and_record_i32_kernel"
+LAUNCHER = "_eplb_map_and_record_triton"
+ENTRY = "eplb_map_to_physical_and_record"
+UNSPECIALIZED = 'triton.jit(do_not_specialize=["count_first", "count_end"])'
+ROWS = "tuple[int, int] | None"
+
+
+def apply(tree):
+    code = Fragments("series/fragments/eplb_dp_own_rows_upstream.py")
+    with python_file(tree, BASE_ROUTER) as src:
+        for bound in ("count_first", "count_end"):
+            add_parameter(src, KERNEL, bound, before="num_shards")
+        replace_decorator(src, KERNEL, "triton.jit", UNSPECIALIZED)
+        own = code.body("count_own_rows_only")
+        replace_statement(src, KERNEL, if_block("HAS_NUM_UNPADDED"), own,
+                          done=assigns("own_row"), keep_comments=False)  # fmt: skip
+
+        add_parameter(src, LAUNCHER, "counted_rows", annotation=ROWS, default="None")
+        insert_before(src, LAUNCHER, assigns("args"), code.body("window_of_counted_rows"))
+        insert_element(src, LAUNCHER, assigns("args"), "*window", after="num_active_experts")
+        insert_after(src, LAUNCHER, assigns("direct"), code.body("direct_only_for_int32_windows"))
+        add_parameter(src, ENTRY, "counted_rows", annotation=ROWS, default="None")
+        add_call_keyword(src, ENTRY, LAUNCHER, "counted_rows", "counted_rows")
+
+        attribute = code.body("counted_rows_attribute")
+        insert_after(src, "BaseRouter.__init__", assigns("self.capture_fn"), attribute)
+        add_call_keyword(src, "BaseRouter._apply_eplb_mapping", ENTRY,
+                         "counted_rows", "self.eplb_counted_rows")  # fmt: skip
+
+    with python_file(tree, MOE_RUNNER) as src:
+        import_names(src, "vllm.distributed", "get_dp_group")
+        add_members(src, "MoERunner", code.members("MoERunner"), after="_maybe_dispatch")
+        dispatch = "MoERunner._maybe_dispatch"
+        window = code.body("set_router_window")
+        insert_before(src, dispatch, if_block("self.do_naive_dispatch_combine"), window)
+    bring_file(tree, "tests/kernels/moe/test_eplb_own_rows.py")
