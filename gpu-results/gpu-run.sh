@@ -3,12 +3,18 @@
 # a tree made with `make fork && make gpu-bundle` (carry build/gpu):
 #   bash gpu-results/gpu-run.sh tests   # kernel tests, then memcheck
 #   bash gpu-results/gpu-run.sh bench   # map+record benchmark per revision
+# TRITON_SITE=DIR runs under another Triton installed there with --target
+# (results then land in $OUT/triton-<version>/).
 # vLLM does not import on the GPU machine: everything goes through
 # eplb_fork.gpu_standalone. Results land in $OUT.
 set -uo pipefail
 out=${OUT:?run on the device machine, which sets OUT}
+if [ -n "${TRITON_SITE:-}" ]; then
+  export PYTHONPATH=$TRITON_SITE${PYTHONPATH:+:$PYTHONPATH}
+  out=$out/triton-$(python -c "import triton; print(triton.__version__)") && mkdir -p "$out"
+fi
 cd build/gpu || exit 2
-export PYTHONPATH=$PWD/../.. EPLB_FORK=. PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD/../..${PYTHONPATH:+:$PYTHONPATH} EPLB_FORK=. PYTHONUNBUFFERED=1
 pytest_standalone="python -m pytest -p eplb_fork.gpu_standalone -p no:cacheprovider \
   --noconftest --import-mode=importlib --rootdir=. -c /dev/null"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \

@@ -86,3 +86,4 @@ def apply(tree):
         window = code.body("set_router_window")
         insert_before(src, dispatch, if_block("self.do_naive_dispatch_combine"), window)
     bring_file(tree, "tests/kernels/moe/test_eplb_own_rows.py")
+    bring_file(tree, "tests/distributed/eplb/test_eplb_gathered_rows.py")
