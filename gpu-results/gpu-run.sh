@@ -4,14 +4,14 @@
 #   bash gpu-results/gpu-run.sh tests   # kernel tests, then memcheck
 #   bash gpu-results/gpu-run.sh bench   # map+record benchmark per revision
 # TRITON_SITE=DIR runs under another Triton installed there with --target
-# (results then land in $OUT/triton-<version>/).
+# (results then land in $OUT/backport-triton-<version>/).
 # vLLM does not import on the GPU machine: everything goes through
 # eplb_fork.gpu_standalone. Results land in $OUT.
 set -uo pipefail
 out=${OUT:?run on the device machine, which sets OUT}
 if [ -n "${TRITON_SITE:-}" ]; then
   export PYTHONPATH=$TRITON_SITE${PYTHONPATH:+:$PYTHONPATH}
-  out=$out/triton-$(python -c "import triton; print(triton.__version__)") && mkdir -p "$out"
+  out=$out/backport-triton-$(python -c "import triton; print(triton.__version__)") && mkdir -p "$out"
 fi
 cd build/gpu || exit 2
 export PYTHONPATH=$PWD/../..${PYTHONPATH:+:$PYTHONPATH} EPLB_FORK=. PYTHONUNBUFFERED=1

@@ -12,10 +12,12 @@ launch. A repeat call then launches that kernel through its launcher on
 the current stream; the variant key holds everything else Triton
 specializes on (id and output dtypes, top-k, the tile, whether the count
 is 1 or a multiple of 16). CUDA-graph capture records the same launch.
-Misaligned ids, counts past 32 bits, Triton's interpreter, installed launch
-hooks (profilers) and a Triton whose compiled kernels lack that launcher
-take the regular path. Tile sizing uses integer math: triton.cdiv is a JIT
-function, microseconds per call from Python.
+The compiled kernel's launcher is an internal Triton interface, so the
+direct launch is taken only on the Triton releases it was verified on
+(3.6, vLLM 0.19's; 3.7 and 3.8, on the H200); misaligned ids, counts past
+32 bits, Triton's interpreter, installed launch hooks (profilers) and
+every other Triton release take the regular path. Tile sizing uses integer
+math: triton.cdiv is a JIT function, microseconds per call from Python.
 
 The output is allocated in the index dtype the router hands on
 (`out_dtype`, which BaseRouter passes from its indices-type getter), and
@@ -62,7 +64,10 @@ KERNEL = "_eplb_map_and_record_kernel"
 LAUNCHER = "eplb_map_and_record_triton"
 PASS_THROUGH = "eplb_map_to_physical_and_record"
 # What the launcher keeps per MoE layer, in the order they go before it.
-LAYER_STATE = ("_LayerLaunch", "_layer_launches", "_layer_launch", "_launch_hooks_installed")
+LAYER_STATE = (
+    "_direct_launch_verified", "_LayerLaunch", "_layer_launches", "_layer_launch",
+    "_launch_hooks_installed",
+)  # fmt: skip
 
 
 def apply(tree):

@@ -61,9 +61,9 @@ def apply(tree):
         hashed = code.body("replica_from_hash")
         replace_statement(src, KERNEL, assigns("replica"), hashed, done=assigns("hashed"))
 
-        add_definitions(src, code.definition("_NARROW_INDEX_LIMIT"), before=defines(KERNEL))
+        add_definitions(src, code.definition("_NARROW_INDEX_LIMIT"), before=defines(LAUNCHER))
         insert_after(src, LAUNCHER, assigns("grid"), code.body("index_width"))
         insert_element(src, LAUNCHER, assigns("args"), "narrow_index",
                        after="real_token_count is not None")  # fmt: skip
-        insert_element(src, LAUNCHER, assigns("variant"), "narrow_index", after="block_size")
+        insert_after(src, LAUNCHER, assigns("variant"), code.body("variant_with_index_width"))
     bring_file(tree, "tests/kernels/moe/test_eplb_index_width.py")

@@ -15,11 +15,11 @@ multiple of 16, top-k, whether an unpadded count is passed). CUDA-graph
 capture records the same launch. The ids are read in their own dtype, so
 int64 ids are no longer copied.
 
-The compiled launcher is an internal Triton interface: the direct launch is
-taken only on the Triton releases it was verified on (3.6 and 3.8, vLLM
-0.33.0's); misaligned ids, counts past 32 bits, Triton's interpreter,
-installed launch hooks (profilers) and every other Triton release take the
-regular launch, as before.
+The compiled launcher is an internal Triton interface: the direct launch
+is taken only on the Triton releases it was verified on (3.6, 3.7 (vLLM
+0.31.0's and 0.32.0's) and 3.8 (0.33.0's)); misaligned ids, counts past 32
+bits, Triton's interpreter, installed launch hooks (profilers) and every
+other Triton release take the regular launch, as before.
 
 Measured on the H200 machine (eager host time per call, median over both
 shapes, both routings, 1 to 32768 tokens, recording on and off; revisions
@@ -47,19 +47,20 @@ DATE = "2026-11-30T07:50:00+00:00"
 
 BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
 LAUNCHER = "_eplb_map_and_record_triton"
-LAYER_STATE = (
-    "_direct_launch_verified", "_LayerLaunch", "_layer_launches", "_layer_launch",
-    "_launch_hooks_installed",
-)  # fmt: skip
+# The Triton gate and the hook check are the backport's; the rest is this
+# launcher's own.
+SHARED = ("_direct_launch_verified", "_launch_hooks_installed")
+LAYER_STATE = ("_LayerLaunch", "_layer_launches", "_layer_launch")
 PLATFORM_GUARD = "current_platform.is_cuda_alike() or current_platform.is_xpu()"
 
 
 def apply(tree):
     code = Fragments("series/fragments/eplb_lean_launch_upstream.py")
+    shared = Fragments("series/fragments/eplb_lean_launch.py")
     with python_file(tree, BASE_ROUTER) as src:
         # isort's place for it: straight imports first in the standard library.
         insert_before(src, "", statement("from abc import abstractmethod"), "import weakref")
-        add_definitions(src, "".join(map(code.definition, LAYER_STATE)),
-                        before=if_block(PLATFORM_GUARD))  # fmt: skip
+        definitions = [*map(shared.definition, SHARED), *map(code.definition, LAYER_STATE)]
+        add_definitions(src, "".join(definitions), before=if_block(PLATFORM_GUARD))
         replace_definition(src, "", code.definition(LAUNCHER))
     bring_file(tree, "tests/kernels/moe/test_eplb_direct_launch.py")

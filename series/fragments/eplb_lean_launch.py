@@ -26,6 +26,16 @@ def store_in_output_dtype(out_ids_ptr, offs, physical, in_range):
     )
 
 
+def _direct_launch_verified() -> bool:
+    """Whether this Triton's compiled-kernel launcher (`CompiledKernel.run(
+    grid_x, grid_y, grid_z, stream, function, packed_metadata,
+    launch_metadata, enter_hook, exit_hook, *args)`, an internal interface)
+    is one the direct launch was verified against on an H200: 3.6 (vLLM
+    0.19's torch 2.10 brings it), 3.7 (vLLM 0.31 and 0.32) and 3.8 (vLLM
+    0.33). Any other release takes Triton's regular launch on every call."""
+    return triton.__version__.startswith(("3.6.", "3.7.", "3.8."))
+
+
 class _LayerLaunch:
     """What one MoE layer's map+record calls share: the tensors its router
     passes every step (held weakly), what they fix once, and the compiled
@@ -40,7 +50,7 @@ class _LayerLaunch:
         self.refs = tuple(None if t is None else weakref.ref(t) for t in tensors)
         # Passed as they are, so Triton's specialization on 16-byte alignment
         # holds for every later call with the same tensors.
-        self.direct = all(
+        self.direct = _direct_launch_verified() and all(
             t.is_contiguous() and t.data_ptr() % 16 == 0
             for t in tensors
             if t is not None

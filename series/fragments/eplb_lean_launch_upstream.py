@@ -2,8 +2,9 @@
 fused_moe/router/base_router.py, from 0.31) without Triton's per-call
 binding. The patch `eplb_lean_launch` of the current line puts the per-layer
 launch state above the platform-guarded block and the launcher in place of
-`_eplb_map_and_record_triton`. The imports stand for that file's own (the
-patch adds `weakref`) and for the names defined there.
+`_eplb_map_and_record_triton`; the Triton gate and the hook check are the
+backport's (series/fragments/eplb_lean_launch.py). The imports stand for
+that file's own (the patch adds `weakref`) and for the names defined there.
 """
 
 import weakref
@@ -11,19 +12,11 @@ import weakref
 import torch
 
 from vllm.model_executor.layers.fused_moe.router.base_router import (
+    _direct_launch_verified,
     _eplb_map_and_record_i32_kernel,
+    _launch_hooks_installed,
 )
 from vllm.triton_utils import triton
-
-
-def _direct_launch_verified() -> bool:
-    """Whether this Triton's compiled-kernel launcher (`CompiledKernel.run(
-    grid_x, grid_y, grid_z, stream, function, packed_metadata,
-    launch_metadata, enter_hook, exit_hook, *args)`, an internal interface)
-    is one the direct launch was verified against on an H200: 3.6 (torch
-    2.11) and 3.8 (torch 2.14, vLLM 0.33). Any other release takes Triton's
-    regular launch on every call."""
-    return triton.__version__.startswith(("3.6.", "3.8."))
 
 
 class _LayerLaunch:
@@ -68,13 +61,6 @@ def _layer_launch(load, l2p, replicas, flag) -> _LayerLaunch:
         layer = _LayerLaunch(load, l2p, replicas, flag)
         _layer_launches[id(load)] = layer
     return layer
-
-
-def _launch_hooks_installed(runtime) -> bool:
-    """Launch hooks (profilers) get their metadata from the regular launch.
-    Newer Tritons keep a hook chain that is empty when none is installed."""
-    enter, exit_ = runtime.launch_enter_hook, runtime.launch_exit_hook
-    return bool(getattr(enter, "calls", enter) or getattr(exit_, "calls", exit_))
 
 
 def _eplb_map_and_record_triton(

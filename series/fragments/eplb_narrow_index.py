@@ -30,3 +30,9 @@ def index_width(numel, block_size):
     """Goes into the launcher after the grid."""
     narrow_index = numel + block_size <= _NARROW_INDEX_LIMIT
     return narrow_index
+
+
+def variant_with_index_width(variant, narrow_index):
+    """Goes into the launcher after `variant = ...`."""
+    variant += (narrow_index,)
+    return variant

@@ -133,9 +133,12 @@ class CountingKernel:
 
 @pytest.fixture
 def counting_kernel(monkeypatch):
+    """Counts regular launches; the direct launch is on, whichever Triton
+    runs the tests (the gate has its own test)."""
     kernel = CountingKernel(base_router._eplb_map_and_record_kernel)
     monkeypatch.setattr(base_router, "_eplb_map_and_record_kernel", kernel)
     monkeypatch.setattr(base_router, "_layer_launches", {})
+    monkeypatch.setattr(base_router, "_direct_launch_verified", lambda: True)
     return kernel
 
 
@@ -216,6 +219,18 @@ def test_repeated_launches_go_direct_and_stay_exact(counting_kernel):
     (state,) = base_router._layer_launches.values()
     assert 1 <= len(state.compiled) <= aligned
     assert counting_kernel.regular_launches == len(state.compiled) + 3 * misaligned
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_unverified_triton_launches_regularly_every_call(
+    device, counting_kernel, monkeypatch
+):
+    monkeypatch.setattr(base_router, "_direct_launch_verified", lambda: False)
+    layer = Layer(device)
+    ids = fresh_ids(64, 8, torch.int32, seed=5, device=device)
+    for _ in range(4):
+        layer.check(ids, record=True)
+    assert counting_kernel.regular_launches == 4
 
 
 @needs_gpu
