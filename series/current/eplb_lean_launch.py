@@ -1,5 +1,5 @@
-"""Each map+record call costs about 2.5x an empty Triton launch in host
-time (41 us against 16.5 on the H200 machine's host under Triton 3.8),
+"""Each map+record call costs about 2.4x an empty Triton launch in host
+time (27 us against 11.4 on the H200 machine's host under Triton 3.8),
 more than the kernel takes on the GPU at decode sizes: it copies the ids
 to int32, and goes through Triton's regular launch (binding 15 arguments,
 specializing each, hashing a cache key) with a grid lambda.
@@ -23,11 +23,11 @@ other Triton release take the regular launch, as before.
 
 Measured on the H200 machine (eager host time per call, median over both
 shapes, both routings, 1 to 32768 tokens, recording on and off; revisions
-interleaved in one run): under Triton 3.8, upstream 41.0 us (2.49x an
-empty launch), the commit before 41.4 (2.51x), this 18.4 (1.12x); under
-Triton 3.6, 26.7 (2.43x), 26.9 (2.45x), 12.2 (1.11x). CUDA-graph replay
-time (the GPU's side) is within 0.08 us of the commit before up to 2048
-tokens, and 0.01 us slower to 0.84 us faster at 8192 and 32768.
+interleaved in one run): under Triton 3.8, upstream 26.9 us (2.37x an
+empty launch), the commit before 27.4 (2.41x), this 13.3 (1.17x); under
+Triton 3.6, 26.1 (2.40x), 26.6 (2.44x), 12.3 (1.13x). CUDA-graph replay
+time (the GPU's side) is within 0.07 us of the commit before up to 2048
+tokens, and 0.05 us slower to 0.94 us faster at 8192 and 32768.
 """
 
 from eplb_fork.codemod import (

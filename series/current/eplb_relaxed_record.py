@@ -13,15 +13,15 @@ is a 32-bit one and every id takes the same replica as before.
 Measured on an H200 against 0.33.0's kernel, in one process under Triton
 3.8 (0.33.0's; CUDA-graph replay, median of 3 rounds, both shapes and
 routings, 1-32768 tokens), this commit over upstream's: recording
-0.58-0.95x up to 8192 tokens (at 32768 the single row's contention
+0.57-0.95x up to 8192 tokens (at 32768 the single row's contention
 dominates: 0.64-1.24x; the next commit takes it), skipping 0.87-0.92x.
 256 -> 288 experts, uniform routing, us per call:
 
   tokens   recording, upstream -> this   skipping, upstream -> this
-  1        2.23 -> 1.62                  1.84 -> 1.63
-  128      3.32 -> 1.98                  2.10 -> 1.87
-  2048     6.75 -> 4.22                  2.29 -> 2.04
-  8192     19.47 -> 12.48                2.69 -> 2.46
+  1        2.35 -> 1.59                  1.82 -> 1.59
+  128      3.36 -> 2.02                  2.12 -> 1.87
+  2048     6.72 -> 4.24                  2.27 -> 2.03
+  8192     19.47 -> 12.48                2.69 -> 2.44
 
 The run, its command and its Triton 3.6 twin are in gpu-results/
 current-2026-11-30/ of the series' repository.

@@ -24,14 +24,14 @@ Triton 3.8 (CUDA-graph replay, median of 3 rounds, the 64 shards a layer
 gets at 61 layers), 256 -> 288 experts, uniform routing, us per call:
 
   tokens   recording, before -> shards   skipping, before -> shards
-  512      2.25 -> 2.04                  1.92 -> 1.96
-  2048     4.22 -> 2.22                  2.04 -> 2.07
-  8192     12.48 -> 3.29                 2.46 -> 2.49
-  32768    45.20 -> 7.25                 3.46 -> 3.53
+  512      2.26 -> 2.07                  1.92 -> 1.95
+  2048     4.24 -> 2.29                  2.03 -> 2.06
+  8192     12.48 -> 3.08                 2.44 -> 2.49
+  32768    45.24 -> 7.00                 3.45 -> 3.53
 
-Over both shapes and routings recording now costs 0.90-0.97x upstream's
-kernel's skipping up to 2048 tokens, 1.07-1.23x at 8192, 1.50-1.95x at
-32768 (one atomic per id bounds it there), against 2.6-18.7x for
+Over both shapes and routings recording now costs 0.89-1.01x upstream's
+kernel's skipping up to 2048 tokens, 1.10-1.22x at 8192, 1.49-1.86x at
+32768 (one atomic per id bounds it there), against 1.2-18.8x for
 upstream's own recording; skipping costs 1.00-1.04x the commit before.
 The fold costs 7.3 us per recorded step captured at 61 layers x 288 x 64
 (7.2 us at 61 x 4600 x 4). Folding in the kernel instead (its last
