@@ -117,25 +117,26 @@ test-roundtrip: engine
 	@echo "git am of $(PATCHES) reproduces $(FORK)'s tree"
 
 # Other bases (the pinned releases before the first that ships part of the
-# series): the series applies (as commits, no install), byte-compiles and
-# passes each fork's own ruff. On the first release that ships part of it
+# series), built under build/bases/ so that `make fork BASE=x`'s build/fork-x
+# and its venv stay as they are: the series applies (as commits, no install),
+# byte-compiles and passes each fork's own ruff. On the first release that ships part of it
 # (PR #36261) the engine reports those patches as upstream and refuses the
 # rest with that report.
 test-bases: engine
 	@for v in $$($(ASK) info bases); do \
 	  echo "== base $$v"; \
-	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
-	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1 \
+	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
+	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 \
 	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
 	  grep -E "^  [0-9a-f]+ applied" build/base-$$v.log; \
-	  (cd build/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
+	  (cd build/bases/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
 	    files=$(call touched,$$tag,HEAD,--python) && $(call fork_ruff,$$files) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
 	done
 	@v=$$($(ASK) info upstream-base) && n=$$($(ASK_ANY) --base $$v info upstream-count) || exit 1; \
 	echo "== base $$v (ships $$n patches of the series)"; \
-	if $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
-	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1; then \
+	if $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
+	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1; then \
 	  echo "expected a refusal on $$v"; exit 1; fi; \
 	cat build/base-$$v.log | grep -v "%" | tail -7; \
 	test $$(grep -c "upstream in v$$v .*\[EPLB\]" build/base-$$v.log) -eq $$n
@@ -271,8 +272,8 @@ test-standalone: gpu-bundle
 	  eplb_fork/fork_venv_tests
 
 # The current line (series/current, our follow-ups on upstream's own code)
-# on vLLM 0.31-0.33. test-current-bases (in `make test`): on every pinned
-# release of the line the line applies as commits, byte-compiles and passes
+# on vLLM 0.31-0.33. test-current-bases (in `make test`; under build/bases/):
+# on every pinned release of the line the line applies as commits, byte-compiles and passes
 # that release's own ruff (0.14.0 as its pre-commit pins, its pyproject's
 # config). test-current (its own target, as it installs a second vLLM:
 # torch 2.14, about 10 GB; CI runs it after `make test`): the newest is
@@ -284,11 +285,11 @@ CURRENT_ASK := $(ASK_ANY) --base $(CURRENT_BASE) --fork $(abspath $(CURRENT_FORK
 test-current-bases: engine
 	@for v in $(CURRENT_BASE) $$($(CURRENT_ASK) info bases); do \
 	  echo "== current line on $$v"; \
-	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/fork-$$v \
-	    --patches build/patches-$$v fork > build/base-$$v.log 2>&1 \
+	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
+	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 \
 	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
 	  grep -E "^series:|^  [0-9a-f]+ applied" build/base-$$v.log; \
-	  (cd build/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
+	  (cd build/bases/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
 	    files=$$($(ASK_ANY) --base $$v touched --tree . --python $$tag HEAD) && \
 	    $(call fork_ruff,$$files) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
