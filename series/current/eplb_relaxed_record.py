@@ -43,13 +43,14 @@ DATE = "2026-11-30T07:30:00+00:00"
 
 BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
 KERNEL = "_eplb_map_and_record_i32_kernel"
+# The replica math's statements, by the name each assigns, and their holders.
+IN_32_BITS = {"hashed": "hash_in_32_bits", "replica_idx": "replica_in_32_bits"}
 
 
 def apply(tree):
     code = Fragments("series/fragments/eplb_relaxed_record.py")
     with python_file(tree, BASE_ROUTER) as src:
-        for name in ("hashed", "replica_idx"):
-            holder = "hash_in_32_bits" if name == "hashed" else "replica_in_32_bits"
+        for name, holder in IN_32_BITS.items():
             new = code.body(holder)
             replace_statement(src, KERNEL, assigns(name), new, done=statement(new))
         add_call_keyword(src, KERNEL, "tl.atomic_add", "sem", '"relaxed"')
