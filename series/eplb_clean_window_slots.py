@@ -42,11 +42,18 @@ CODE = "series/fragments/eplb_clean_window_slots.py"
 
 
 def apply(tree):
+    fix_window_slots(tree, "EplbState._init_should_record_tensor")
+    bring_file(tree, "tests/distributed/eplb/test_eplb_window_slots.py")
+
+
+def fix_window_slots(tree, flag_allocator: str) -> None:
+    """The change itself, given the method that allocates the shared flag
+    (the current line makes the same change on upstream's own method)."""
     code = Fragments(CODE)
     allocate = code.body("allocate_flag_from_the_rule")
     with python_file(tree, EPLB_STATE) as src:
         replace_statement(
-            src, "EplbState._init_should_record_tensor",
+            src, flag_allocator,
             if_block("self.should_record_tensor is None and layer_states"),
             allocate, done=statement(allocate),
         )  # fmt: skip
@@ -54,4 +61,3 @@ def apply(tree):
             src, "EplbState.step", statement("self.rearrange(is_profile=True)"),
             code.body("drop_profile_load"),
         )  # fmt: skip
-    bring_file(tree, "tests/distributed/eplb/test_eplb_window_slots.py")

@@ -15,35 +15,15 @@ count, and are unchanged. Found and fixed on the 0.19 backport of the PR;
 this is the same change on upstream's `_propagate_shared_tensors`.
 """
 
-from eplb_fork.codemod import (
-    Fragments,
-    bring_file,
-    if_block,
-    insert_before,
-    python_file,
-    replace_statement,
-    statement,
-)
+from eplb_fork.codemod import bring_file
+from series.eplb_clean_window_slots import fix_window_slots
 
 SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"
 DATE = "2026-11-30T07:20:00+00:00"
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_clean_window_slots.py")
-    allocate = code.body("allocate_flag_from_the_rule")
-    with python_file(tree, EPLB_STATE) as src:
-        replace_statement(
-            src, "EplbState._propagate_shared_tensors",
-            if_block("self.should_record_tensor is None and layer_states"),
-            allocate, done=statement(allocate),
-        )  # fmt: skip
-        insert_before(
-            src, "EplbState.step", statement("self.rearrange(is_profile=True)"),
-            code.body("drop_profile_load"),
-        )  # fmt: skip
+    fix_window_slots(tree, "EplbState._propagate_shared_tensors")
     bring_file(tree, "tests/distributed/eplb/eplb_single_rank.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_first_window_slot.py")
