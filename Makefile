@@ -279,7 +279,7 @@ test-standalone: gpu-bundle
 # torch 2.14, about 10 GB; CI runs it after `make test`): the newest is
 # built and installed as `make fork BASE=$(CURRENT_BASE)` does, and the
 # line's tests run there on CPU, the kernels under Triton's interpreter.
-CURRENT_BASE := 0.33.0
+CURRENT_BASE := 0.34.0
 CURRENT_FORK := build/fork-$(CURRENT_BASE)
 CURRENT_ASK := $(ASK_ANY) --base $(CURRENT_BASE) --fork $(abspath $(CURRENT_FORK))
 test-current-bases: engine

@@ -146,6 +146,37 @@ def assigns(name: str) -> Shape:
     return Shape(f"assignment to `{name}`", matches)
 
 
+def assigns_item(container: str) -> Shape:
+    """An assignment to an item of `container` (`container[...] = ...`),
+    whatever the key: releases name the key differently."""
+
+    def matches(node: cst.CSTNode) -> bool:
+        if not isinstance(node, cst.SimpleStatementLine) or len(node.body) != 1:
+            return False
+        inner = node.body[0]
+        return isinstance(inner, cst.Assign) and any(
+            isinstance(t.target, cst.Subscript) and _code(t.target.value) == container
+            for t in inner.targets
+        )
+
+    return Shape(f"assignment to `{container}[...]`", matches)
+
+
+def if_defining(name: str) -> Shape:
+    """An `if` block (a platform guard, say) one of whose branches defines
+    `name`, whatever its test: releases guard with other tests."""
+
+    def matches(node: cst.CSTNode) -> bool:
+        branch = node
+        while isinstance(branch, (cst.If, cst.Else)):
+            if any(defines(name).matches(member) for member in _body_of(branch)):
+                return True
+            branch = getattr(branch, "orelse", None)
+        return False
+
+    return Shape(f"`if` block defining `{name}`", matches)
+
+
 def docstring() -> Shape:
     """A scope's docstring (its first bare string)."""
     return Shape("docstring", _is_bare_string)
@@ -262,6 +293,14 @@ class PythonFile:
     def body(self, scope: str) -> tuple[cst.CSTNode, list[cst.CSTNode], int]:
         node, depth = self._find(scope)
         return node, list(_body_of(node)), depth
+
+    def defines(self, scope: str) -> bool:
+        """Whether `scope` names something in this file (a release may lack it)."""
+        try:
+            self._find(scope)
+        except AnchorMissing:
+            return False
+        return True
 
     def has_statement(self, scope: str, shape: Shape) -> bool:
         try:

@@ -9,4 +9,4 @@ backport's. `series` lists the patches in order; new code lives in
 """
 
 # The first release this line is for (the engine picks the line by base).
-FIRST_RELEASE = "0.31.0"
+FIRST_RELEASE = "0.25.0"

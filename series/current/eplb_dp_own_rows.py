@@ -43,29 +43,48 @@ from eplb_fork.codemod import (
     replace_decorator,
     replace_statement,
 )
+from series.current.sites import (
+    BASE_ROUTER,
+    ENTRY,
+    EPLB_TRITON,
+    KERNEL,
+    LAUNCHER,
+    MOE_RUNNER,
+    SHARED_MAP,
+    shared_map,
+)
 
 SUBJECT = "[EPLB] Count only this rank's rows of a batch gathered before routing"
 ORIGIN = "vendor"
 DATE = "2026-11-30T08:00:00+00:00"
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
-KERNEL = "_eplb_map_and_record_i32_kernel"
-LAUNCHER = "_eplb_map_and_record_triton"
-ENTRY = "eplb_map_to_physical_and_record"
 UNSPECIALIZED = 'triton.jit(do_not_specialize=["count_first", "count_end"])'
 ROWS = "tuple[int, int] | None"
+BOUNDS = ("count_first", "count_end")
 
 
 def apply(tree):
     code = Fragments("series/fragments/eplb_dp_own_rows_upstream.py")
+    if shared_map(tree):
+        # 0.34 on: the mask is upstream's shared eplb_map_and_record's; its
+        # other caller (MegaMoE's prepare) passes no window and counts as before.
+        with python_file(tree, EPLB_TRITON) as src:
+            for bound in BOUNDS:
+                add_parameter(src, SHARED_MAP, bound, default="None")
+            own = code.body("count_own_rows_in_shared_map")
+            replace_statement(src, SHARED_MAP, if_block("num_unpadded_tokens is not None"), own,
+                              done=assigns("row"), keep_comments=False)  # fmt: skip
     with python_file(tree, BASE_ROUTER) as src:
-        for bound in ("count_first", "count_end"):
+        for bound in BOUNDS:
             add_parameter(src, KERNEL, bound, before="num_shards")
         replace_decorator(src, KERNEL, "triton.jit", UNSPECIALIZED)
-        own = code.body("count_own_rows_only")
-        replace_statement(src, KERNEL, if_block("HAS_NUM_UNPADDED"), own,
-                          done=assigns("own_row"), keep_comments=False)  # fmt: skip
+        if shared_map(tree):
+            for bound in BOUNDS:
+                add_call_keyword(src, KERNEL, SHARED_MAP, bound, bound)
+        else:
+            own = code.body("count_own_rows_only")
+            replace_statement(src, KERNEL, if_block("HAS_NUM_UNPADDED"), own,
+                              done=assigns("own_row"), keep_comments=False)  # fmt: skip
 
         add_parameter(src, LAUNCHER, "counted_rows", annotation=ROWS, default="None")
         insert_before(src, LAUNCHER, assigns("args"), code.body("window_of_counted_rows"))

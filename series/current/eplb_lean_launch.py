@@ -33,25 +33,25 @@ tokens, and 0.05 us slower to 0.94 us faster at 8192 and 32768.
 from eplb_fork.codemod import (
     Fragments,
     add_definitions,
+    assigns,
     bring_file,
-    if_block,
+    if_defining,
     insert_before,
     python_file,
+    remove_element,
     replace_definition,
     statement,
 )
+from series.current.sites import BASE_ROUTER, LAUNCHER, shared_map
 
 SUBJECT = "[EPLB] Launch map+record without Triton's per-call binding"
 ORIGIN = "vendor"
 DATE = "2026-11-30T07:50:00+00:00"
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-LAUNCHER = "_eplb_map_and_record_triton"
 # The Triton gate and the hook check are the backport's; the rest is this
 # launcher's own.
 SHARED = ("_direct_launch_verified", "_launch_hooks_installed")
 LAYER_STATE = ("_LayerLaunch", "_layer_launches", "_layer_launch")
-PLATFORM_GUARD = "current_platform.is_cuda_alike() or current_platform.is_xpu()"
 
 
 def apply(tree):
@@ -61,6 +61,10 @@ def apply(tree):
         # isort's place for it: straight imports first in the standard library.
         insert_before(src, "", statement("from abc import abstractmethod"), "import weakref")
         definitions = [*map(shared.definition, SHARED), *map(code.definition, LAYER_STATE)]
-        add_definitions(src, "".join(definitions), before=if_block(PLATFORM_GUARD))
+        # Above the platform guard (whose test differs by release).
+        add_definitions(src, "".join(definitions), before=if_defining(LAUNCHER))
         replace_definition(src, "", code.definition(LAUNCHER))
+        if shared_map(tree):
+            # 0.34's kernel tests `num_unpadded_tokens is not None` itself.
+            remove_element(src, LAUNCHER, assigns("args"), "has_unpadded")
     bring_file(tree, "tests/kernels/moe/test_eplb_direct_launch.py")

@@ -8,7 +8,11 @@ by EplbState.step() copying the pass into the window (a later kernel in
 stream order), so no atomic orders other memory accesses: relaxed is
 enough. The hash is uint32 arithmetic (its products wrap exactly as the
 `& 0xFFFFFFFF` did) and the replica count is at least one, so the modulo
-is a 32-bit one and every id takes the same replica as before.
+is a 32-bit one and every id takes the same replica as before. From 0.34
+the math lives in `eplb_map_and_record`, which the MegaMoE prepare kernel
+shares: it gets the same change, and the clamp of the replica count to at
+least one that 0.34 dropped (a count of 0 would leave the modulo, and the
+map address made from it, undefined).
 
 Measured on an H200 against 0.33.0's kernel, in one process under Triton
 3.8 (0.33.0's; CUDA-graph replay, median of 3 rounds, both shapes and
@@ -32,26 +36,37 @@ from eplb_fork.codemod import (
     add_call_keyword,
     assigns,
     bring_file,
+    call_statement,
+    insert_after,
     python_file,
     replace_statement,
     statement,
 )
+from series.current.sites import map_site, shared_map
 
 SUBJECT = "[EPLB] Record with relaxed atomics, map with 32-bit replica math"
 ORIGIN = "vendor"
 DATE = "2026-11-30T07:30:00+00:00"
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_i32_kernel"
-# The replica math's statements, by the name each assigns, and their holders.
-IN_32_BITS = {"hashed": "hash_in_32_bits", "replica_idx": "replica_in_32_bits"}
-
 
 def apply(tree):
     code = Fragments("series/fragments/eplb_relaxed_record.py")
-    with python_file(tree, BASE_ROUTER) as src:
-        for name, holder in IN_32_BITS.items():
-            new = code.body(holder)
-            replace_statement(src, KERNEL, assigns(name), new, done=statement(new))
-        add_call_keyword(src, KERNEL, "tl.atomic_add", "sem", '"relaxed"')
+    path, function = map_site(tree)
+    with python_file(tree, path) as src:
+        new_hash = code.body("hash_in_32_bits")
+        replace_statement(src, function, assigns("hashed"), new_hash, done=statement(new_hash))
+        # Up to 0.33 the replica has a statement of its own; from 0.34 it is
+        # taken inline, from the replica count loaded just before.
+        if shared_map(tree):
+            narrow = code.body("replicas_in_32_bits")
+            if not src.has_statement(function, statement(narrow)):
+                insert_after(src, function, assigns("replicas"), narrow)
+            relaxed = code.body("count_relaxed")
+            replace_statement(src, function, call_statement("tl.atomic_add"), relaxed,
+                              done=statement(relaxed))  # fmt: skip
+        else:
+            new_replica = code.body("replica_in_32_bits")
+            replace_statement(src, function, assigns("replica_idx"), new_replica,
+                              done=statement(new_replica))  # fmt: skip
+            add_call_keyword(src, function, "tl.atomic_add", "sem", '"relaxed"')
     bring_file(tree, "tests/kernels/moe/test_eplb_relaxed_record.py")

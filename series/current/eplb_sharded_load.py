@@ -12,9 +12,12 @@ into expert_load_pass first thing (pass += shards.sum(1); shards.zero_()),
 on the steps whose forwards recorded (the flag they read is the rule's
 value for this step), so every reader of the pass (the dummy and profile
 drops, the balancedness log and its all-reduce, the window) sees the
-counts as before. update_mapping drops the shards with the pass;
-reconfigure_physical_expert_slots (elastic EP) folds before it resizes the
-pass and re-shards after. A layer finds its row of the shards by where its
+counts as before. update_mapping drops the shards with the pass (0.30 on;
+0.29's keeps the pass, and the shards with it); elastic EP folds before it
+resizes the pass and re-shards after (in reconfigure_physical_expert_slots
+from 0.30, in the scaling executor's switch_and_prepare before). From 0.34
+the kernel hands upstream's shared eplb_map_and_record its program's shard
+to count into. A layer finds its row of the shards by where its
 load view lies in the pass; one that is not found (elastic EP's wider
 capacity views), and every caller passing a 1-D load (the MegaMoE path),
 counts into the row as before.
@@ -46,6 +49,7 @@ from eplb_fork.codemod import (
     add_members,
     add_parameter,
     assigns,
+    assigns_item,
     bring_file,
     call_statement,
     defines,
@@ -56,16 +60,22 @@ from eplb_fork.codemod import (
     replace_statement,
     set_call_keyword,
 )
+from series.current.sites import (
+    BASE_ROUTER,
+    ELASTIC_EXECUTE,
+    ELASTIC_SWITCH,
+    ENTRY,
+    EPLB_STATE,
+    KERNEL,
+    LAUNCHER,
+    RESIZE,
+    SHARED_MAP,
+    shared_map,
+)
 
 SUBJECT = "[EPLB] Count expert load into per-program shards, folded once per step"
 ORIGIN = "vendor"
 DATE = "2026-11-30T07:40:00+00:00"
-
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_i32_kernel"
-LAUNCHER = "_eplb_map_and_record_triton"
-RESIZE = "EplbState.reconfigure_physical_expert_slots"
 
 
 def apply(tree):
@@ -78,28 +88,50 @@ def apply(tree):
             add_members(src, owner, shared.members(owner), after="num_unpadded_tokens_tensors")
         add_members(src, "EplbState", shared.members("EplbState"),
                     after="_propagate_shared_tensors")  # fmt: skip
-        registered = assigns("self.model_states[model_config.compute_hash()]")
+        registered = assigns_item("self.model_states")
         insert_after(src, "EplbState.add_model", registered, "self._shard_expert_load(model_state)")
         insert_after(src, "EplbState.step", assigns("ep_group"), shared.body("fold_shards_first"))
+        # From 0.30 a new mapping drops the pass: the shards' counts with it.
         dropped = call_statement("eplb_model_state.expert_load_pass.zero_")
-        insert_before(src, "EplbState.update_mapping", dropped,
-                      "self._fold_expert_load(eplb_model_state)")  # fmt: skip
-        insert_before(src, RESIZE, assigns("old_num_physical_experts"),
-                      "self._fold_expert_load(model_state)")  # fmt: skip
-        insert_after(src, RESIZE, assigns("model_state.expert_load_pass"),
-                     "self._shard_expert_load(model_state)")  # fmt: skip
+        if src.defines("EplbState.update_mapping") and src.has_statement(
+            "EplbState.update_mapping", dropped
+        ):
+            insert_before(src, "EplbState.update_mapping", dropped,
+                          "self._fold_expert_load(eplb_model_state)")  # fmt: skip
+        resizes_here = src.defines(RESIZE)
+        if resizes_here:
+            insert_before(src, RESIZE, assigns("old_num_physical_experts"),
+                          "self._fold_expert_load(model_state)")  # fmt: skip
+            insert_after(src, RESIZE, assigns("model_state.expert_load_pass"),
+                         "self._shard_expert_load(model_state)")  # fmt: skip
+    if not resizes_here:
+        # Up to 0.29 elastic EP pads or slices the pass itself: the counts
+        # still in the shards belong to the old layout.
+        with python_file(tree, ELASTIC_EXECUTE) as src:
+            insert_before(src, ELASTIC_SWITCH, assigns("old_num_physical_experts"),
+                          "eplb_state._fold_expert_load(eplb_model_state)")  # fmt: skip
+            handed = call_statement("eplb_state._propagate_shared_tensors")
+            insert_after(src, ELASTIC_SWITCH, handed,
+                         "eplb_state._shard_expert_load(eplb_model_state)")  # fmt: skip
 
     with python_file(tree, BASE_ROUTER) as src:
-        add_parameter(src, KERNEL, "num_shards", before="HAS_NUM_UNPADDED")
-        count = kernel.body("count_into_program_shard")
-        replace_statement(src, KERNEL, call_statement("tl.atomic_add"), count,
-                          done=assigns("shard_ptr"))  # fmt: skip
+        if shared_map(tree):
+            # 0.34 on: the kernel hands eplb_map_and_record its program's shard.
+            add_parameter(src, KERNEL, "num_shards", before="BLOCK_SIZE")
+            insert_before(src, KERNEL, assigns("physical_id"),
+                          kernel.body("program_shard_of_the_row"))  # fmt: skip
+            replace_argument(src, KERNEL, SHARED_MAP, "out_ptr", "shard_ptr")
+        else:
+            add_parameter(src, KERNEL, "num_shards", before="HAS_NUM_UNPADDED")
+            count = kernel.body("count_into_program_shard")
+            replace_statement(src, KERNEL, call_statement("tl.atomic_add"), count,
+                              done=assigns("shard_ptr"))  # fmt: skip
         launch = f"{KERNEL}[...]"
         replace_argument(src, LAUNCHER, launch, "expert_load_view.shape[0]",
                          "expert_load_view.shape[-1]")  # fmt: skip
         shards = "1 if expert_load_view.dim() == 1 else expert_load_view.shape[0]"
         add_call_keyword(src, LAUNCHER, launch, "num_shards", shards)
-        set_call_keyword(src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
+        set_call_keyword(src, "BaseRouter._apply_eplb_mapping", ENTRY,
                          "expert_load_view", "eplb_state.expert_load_counter")  # fmt: skip
     bring_file(tree, "tests/kernels/moe/test_eplb_load_shards.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_load_shard_fold.py")

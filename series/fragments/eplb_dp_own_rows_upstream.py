@@ -1,6 +1,7 @@
 """Fragment: the current line's window of counted rows: upstream's router
-(vllm/model_executor/layers/fused_moe/router/base_router.py, from 0.31) and
-MoE runner (vllm/model_executor/layers/fused_moe/runner/moe_runner.py).
+(vllm/model_executor/layers/fused_moe/router/base_router.py; from 0.34 its
+shared eplb_map_and_record in fused_moe/eplb_triton.py) and MoE runner
+(vllm/model_executor/layers/fused_moe/runner/moe_runner.py).
 The patch `eplb_dp_own_rows` of the current line puts each piece where its
 docstring says. The imports stand for those files' own.
 """
@@ -24,6 +25,24 @@ def count_own_rows_only(
     else:
         is_unpadded = own_row
     return is_unpadded
+
+
+def count_own_rows_in_shared_map(
+    record, token_idx, count_first, count_end, num_unpadded_tokens
+):
+    """0.34 on: replaces eplb_map_and_record's `if num_unpadded_tokens is not
+    None:` block."""
+    # Only rows [count_first, count_end) are this rank's (other ranks' rows
+    # are in the batch when it was gathered before routing; None: every row,
+    # as the MegaMoE prepare kernel passes); the unpadded count is of this
+    # rank's rows.
+    row = token_idx
+    if count_first is not None:
+        record &= (token_idx >= count_first) & (token_idx < count_end)
+        row = token_idx - count_first
+    if num_unpadded_tokens is not None:
+        record &= row < tl.load(num_unpadded_tokens)
+    return record
 
 
 def window_of_counted_rows(numel, num_active_experts, counted_rows):

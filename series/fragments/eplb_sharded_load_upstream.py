@@ -18,3 +18,13 @@ def count_into_program_shard(
     # same few cache lines and queue in the L2.
     shard_ptr = out_ptr + (pid % num_shards) * out_size
     tl.atomic_add(shard_ptr + safe_physical_id, 1, mask=valid, sem="relaxed")
+
+
+def program_shard_of_the_row(out_ptr, pid, num_shards, out_size):
+    """0.34 on: goes before the kernel's call of eplb_map_and_record, which
+    then counts into `shard_ptr` instead of `out_ptr`."""
+    # Each program counts into its own copy of the load row, which EplbState
+    # folds at its next step: with one row, a layer's atomics all land on the
+    # same few cache lines and queue in the L2.
+    shard_ptr = out_ptr + (pid % num_shards) * out_size
+    return shard_ptr

@@ -1,44 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 # SPDX-FileCopyrightText: Copyright contributors to the vLLM project
 """The EPLB map+record kernel with 32-bit replica math and relaxed atomics:
-every id takes the replica of the Knuth rule computed here in int64 torch,
-ids outside [0, num_logical) map to -1, and the load grows by the bincount
-of the unpadded rows' physical ids (nothing when recording is off). Token
-indices run past 2**16, so the hash's product wraps past 2**32.
+every id takes the replica of the high-bits Knuth rule computed here in
+int64 torch, ids outside [0, num_logical) map to -1, and the load grows by
+the bincount of the unpadded rows' physical ids (nothing when recording is
+off). Token indices run past 2**16, so the hash's product wraps past 2**32.
 
 Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
-
-import os
 
 import pytest
 import torch
 
-import vllm.model_executor.layers.fused_moe.router.base_router as base_router
-from vllm.platforms import current_platform
-
-KNUTH = 2654435769
-
-if torch.cuda.is_available():
-    DEVICES = ["cuda"]
-elif os.environ.get("TRITON_INTERPRET") == "1":
-    DEVICES = ["cpu"]
-else:
-    raise RuntimeError("needs a GPU, or TRITON_INTERPRET=1 for CPU tensors")
-
-
-def cuda_alike_entry_point(monkeypatch):
-    """Yields the router's entry point. The module defines its kernel only on
-    CUDA-alike and XPU platforms: on a CPU box it is run again as on one,
-    and again as it was afterwards."""
-    if current_platform.is_cuda_alike():
-        yield base_router.eplb_map_to_physical_and_record
-        return
-    rerun = base_router.__spec__.loader.exec_module
-    monkeypatch.setattr(type(current_platform), "is_cuda_alike", lambda self: True)
-    rerun(base_router)
-    yield base_router.eplb_map_to_physical_and_record
-    monkeypatch.undo()
-    rerun(base_router)
+from tests.kernels.moe.test_eplb_replica_high_bits import (
+    DEVICES,
+    cuda_alike_entry_point,
+    high_bits_replica,
+)
 
 
 @pytest.fixture
@@ -60,13 +37,14 @@ def uneven_map(num_logical: int, gen: torch.Generator, device: str):
 
 
 def expected(ids: torch.Tensor, l2p: torch.Tensor, replicas: torch.Tensor):
-    """The physical id of each (token, slot) by the Knuth rule, in int64."""
+    """The physical id of each (token, slot) by the Knuth rule's high bits,
+    in int64."""
     ids = ids.cpu().long()
     l2p, replicas = l2p.cpu(), replicas.cpu().long()
     valid = (ids >= 0) & (ids < l2p.shape[0])
     rows = torch.where(valid, ids, 0)
     tokens = torch.arange(ids.shape[0]).unsqueeze(-1).expand_as(ids)
-    replica = ((tokens * KNUTH) & 0xFFFFFFFF) % replicas[rows].clamp(min=1)
+    replica = high_bits_replica(tokens, replicas[rows].clamp(min=1))
     return torch.where(valid, l2p[rows, replica], -1)
 
 

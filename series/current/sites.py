@@ -1,0 +1,35 @@
+"""Where upstream keeps what the current line edits, from 0.25.0 on.
+
+The line's patches ask here instead of naming files and functions each:
+one name per thing, and the one place that knows how releases differ.
+Each question is answered by the tree itself (what it defines), not by its
+version, so a fork that backported part of a later release gets the edits
+that fit its code.
+"""
+
+BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
+ELASTIC_EXECUTE = "vllm/distributed/elastic_ep/elastic_execute.py"
+MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
+# From 0.34.0 the replica math and the recording live in one Triton
+# function that the router's kernel and the MegaMoE prepare kernel call.
+EPLB_TRITON = "vllm/model_executor/layers/fused_moe/eplb_triton.py"
+
+KERNEL = "_eplb_map_and_record_i32_kernel"
+LAUNCHER = "_eplb_map_and_record_triton"
+ENTRY = "eplb_map_to_physical_and_record"
+SHARED_MAP = "eplb_map_and_record"
+# Elastic EP resizes the pass here up to 0.29; from 0.30 it asks EplbState.
+ELASTIC_SWITCH = "ElasticEPScalingExecutor.switch_and_prepare"
+RESIZE = "EplbState.reconfigure_physical_expert_slots"
+
+
+def shared_map(tree) -> bool:
+    """Whether the map and the recording are upstream's shared Triton
+    function (0.34.0 on) rather than the router kernel's own statements."""
+    return tree.exists(EPLB_TRITON)
+
+
+def map_site(tree) -> tuple[str, str]:
+    """The file and function that pick each id's replica and count it."""
+    return (EPLB_TRITON, SHARED_MAP) if shared_map(tree) else (BASE_ROUTER, KERNEL)
