@@ -23,6 +23,7 @@ from eplb_fork.series import (
     line_for,
     patch_commits,
     series_author,
+    unchecked_release_notice,
     with_changelog,
 )
 
@@ -71,6 +72,8 @@ def _installed_version(release: Release, fork: Path, applied: int | None = None)
 
 def _line(version: str | None) -> Line:
     line = line_for(version)
+    if notice := unchecked_release_notice(version, load_pins()[1]):
+        print(notice, flush=True)
     print(f"series: the {line.describe(version)}", flush=True)
     return line
 
@@ -104,7 +107,7 @@ def cmd_install(args: argparse.Namespace, applied: int | None = None) -> None:
     version = _installed_version(release, fork, applied)
     with Step("install the fork"):
         wheel = fetch_wheel(release, _cache(args))
-        install_fork(fork, Path(args.venv), wheel, version)
+        install_fork(fork, Path(args.venv), wheel, version, release.requirement_swaps)
 
 
 def cmd_wheel(args: argparse.Namespace) -> None:

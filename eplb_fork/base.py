@@ -20,7 +20,7 @@ import tomllib
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eplb_fork import REPO_ROOT, EngineError, progress
@@ -37,6 +37,9 @@ class Release:
     wheel: str
     wheel_sha256: str
     released: str
+    # A requirement line of the release's own requirements files that its
+    # package index cannot serve, and the line installed in its place.
+    requirement_swaps: dict[str, str] = field(default_factory=dict)
 
 
 def load_pins(pins_file: Path = PINS_FILE) -> tuple[str, dict[str, Release]]:

@@ -86,11 +86,39 @@ def precompiled_env(wheel: Path, version: str) -> dict[str, str]:
     }
 
 
-def install_fork(fork: Path, venv: Path, wheel: Path, version: str) -> None:
+def swapped_requirements(requirements: Path, swaps: dict[str, str], out: Path) -> Path:
+    """`requirements` as pip should read it, with each line of `swaps` put
+    in its place, written to `out` (the fork's tree stays as committed);
+    the file itself when there is nothing to swap. A swap whose line the
+    file lacks is an error: the pin it fixes has moved."""
+    if not swaps:
+        return requirements
+    lines = requirements.read_text().splitlines()
+    missing = [old for old in swaps if old not in (line.split("#")[0].strip() for line in lines)]
+    if missing:
+        raise EngineError(f"{requirements} has no line {', '.join(missing)} to swap")
+    swapped = []
+    for line in lines:
+        bare = line.split("#")[0].strip()
+        if bare in swaps:
+            print(f"requirement {bare} -> {swaps[bare]} (requirements/base.toml)")
+            line = swaps[bare]
+        elif bare.startswith("-r "):
+            # Included files stay where the original is.
+            line = f"-r {requirements.parent / bare.removeprefix('-r ').strip()}"
+        swapped.append(line)
+    out.write_text("\n".join(swapped) + "\n")
+    return out
+
+
+def install_fork(
+    fork: Path, venv: Path, wheel: Path, version: str, swaps: dict[str, str] | None = None
+) -> None:
     if not (venv / "bin" / "python").exists():
         print(f"create {venv}")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     build, cuda, test = requirement_files(fork)
+    cuda = swapped_requirements(cuda, swaps or {}, venv / "eplb-fork-cuda.txt")
     stamp = venv / f".fork-deps-{_stamp(build, cuda, fork / 'requirements' / 'common.txt', test)}"
     if stamp.exists():
         print("fork requirements: already installed in the venv")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -149,6 +149,22 @@ CURRENT = Line("current", CURRENT_DIR, "our follow-ups on upstream's code")
 
 def current_line_start(current_dir: Path = CURRENT_DIR) -> str:
     return _load_module(current_dir / "__init__.py").FIRST_RELEASE
+
+
+def unchecked_release_notice(version: str | None, pinned: Iterable[str]) -> str | None:
+    """What to tell a user whose base is newer than every release the series
+    was checked on (those pinned in requirements/base.toml); None otherwise.
+    The line is still tried: a missing anchor stops it with the tree as it
+    was."""
+    if not version:
+        return None
+    newest = max(pinned, key=Version)
+    if Version(version) <= Version(newest):
+        return None
+    return (
+        f"vLLM {version} is newer than {newest}, the newest release this series "
+        f"was checked on: trying the line anyway"
+    )
 
 
 def line_for(version: str | None) -> Line:

@@ -67,3 +67,22 @@ def test_requirement_files_of_both_layouts(tmp_path):
     (new / "build" / "cuda.txt").unlink()
     with pytest.raises(EngineError, match="requirements/build/cuda.txt"):
         requirement_files(new.parent)
+
+
+def test_a_swapped_requirement_is_installed_in_its_place(tmp_path):
+    from eplb_fork.install import swapped_requirements
+
+    reqs = tmp_path / "requirements"
+    reqs.mkdir()
+    (reqs / "cuda.txt").write_text("-r common.txt\ntorch==2.14.0\nflashinfer-python==0.7.3\n")
+    out = swapped_requirements(
+        reqs / "cuda.txt", {"flashinfer-python==0.7.3": "flashinfer-python==0.7.4"},
+        tmp_path / "swapped.txt",
+    )  # fmt: skip
+    assert out.read_text().splitlines() == [
+        f"-r {reqs / 'common.txt'}", "torch==2.14.0", "flashinfer-python==0.7.4"
+    ]
+    assert (reqs / "cuda.txt").read_text().endswith("0.7.3\n")  # the tree is untouched
+    assert swapped_requirements(reqs / "cuda.txt", {}, tmp_path / "x.txt") == reqs / "cuda.txt"
+    with pytest.raises(EngineError, match="no line flashinfer-python==0.7.2"):
+        swapped_requirements(reqs / "cuda.txt", {"flashinfer-python==0.7.2": "x"}, out)

@@ -44,7 +44,10 @@ def test_the_pins_and_series_give_the_bases_make_test_checks():
 
 def test_the_current_lines_bases_are_its_other_pinned_releases():
     default, releases = load_pins()
-    assert current_line_bases("0.33.0", releases) == ["0.32.0", "0.31.0"]
+    assert current_line_bases("0.34.0", releases) == [
+        "0.33.0", "0.32.0", "0.31.0", "0.30.0", "0.29.0", "0.28.0",
+        "0.27.1", "0.27.0", "0.26.0", "0.25.1", "0.25.0",
+    ]  # fmt: skip
     # The backport's bases stay those before the PR shipped.
     assert "0.31.0" not in other_bases(load_series(), default, releases)
 

@@ -10,6 +10,7 @@ from eplb_fork.series import (
     changelog,
     changelog_markers,
     line_for,
+    unchecked_release_notice,
     with_changelog,
 )
 
@@ -43,8 +44,20 @@ def test_readme_table_is_each_lines_series(line):
 
 @pytest.mark.parametrize(
     "version,line",
-    [("0.18.0", BACKPORT), ("0.19.1", BACKPORT), ("0.20.0", BACKPORT), ("0.30.9", BACKPORT),
-     ("0.31.0", CURRENT), ("0.33.0", CURRENT), ("1.2.0", CURRENT), (None, BACKPORT)],
+    [("0.18.0", BACKPORT), ("0.19.1", BACKPORT), ("0.20.0", BACKPORT), ("0.24.9", BACKPORT),
+     ("0.25.0", CURRENT), ("0.30.0", CURRENT), ("0.34.0", CURRENT), ("1.2.0", CURRENT),
+     (None, BACKPORT)],
 )  # fmt: skip
 def test_a_base_gets_the_line_its_version_falls_in(version, line):
     assert line_for(version) is line
+
+
+def test_a_release_newer_than_every_pin_is_named_as_unchecked():
+    pinned = ["0.19.1", "0.34.0", "0.25.0"]
+    notice = unchecked_release_notice("0.35.0", pinned)
+    assert notice is not None
+    assert notice.startswith(
+        "vLLM 0.35.0 is newer than 0.34.0, the newest release this series was checked on"
+    )
+    for checked in ("0.34.0", "0.30.0", "0.19.1", None):
+        assert unchecked_release_notice(checked, pinned) is None

@@ -5,7 +5,9 @@ the per-token replica hash (#40810) and padding masked per micro-batch
 (#38128), under its own names. This line carries what it still lacks, each
 patch written against upstream's code rather than by swapping in the
 backport's. `series` lists the patches in order; new code lives in
-`fragments/` as in the backport line.
+`fragments/` as in the backport line; `sites` says where each release
+keeps what the patches edit (checked on every pinned release from
+FIRST_RELEASE on, requirements/base.toml).
 """
 
 # The first release this line is for (the engine picks the line by base).
