@@ -17,7 +17,14 @@ only the balance changes, not the layer's output. This is the rule the
 (token, replica count).
 """
 
-from eplb_fork.codemod import Fragments, assigns, bring_file, python_file, replace_statement, statement
+from eplb_fork.codemod import (
+    Fragments,
+    assigns,
+    bring_file,
+    python_file,
+    replace_statement,
+    statement,
+)
 from series.current.sites import map_site
 
 SUBJECT = "[EPLB] Take the replica from the high bits of the token hash"
@@ -26,7 +33,8 @@ DATE = "2026-11-30T07:25:00+00:00"
 
 
 def apply(tree):
-    high_bits = Fragments("series/fragments/eplb_replica_high_bits_upstream.py").body("hash_high_bits")
+    code = Fragments("series/fragments/eplb_replica_high_bits_upstream.py")
+    high_bits = code.body("hash_high_bits")
     path, function = map_site(tree)
     with python_file(tree, path) as src:
         replace_statement(src, function, assigns("hashed"), high_bits, done=statement(high_bits),
