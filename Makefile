@@ -245,22 +245,37 @@ gpu-bundle: engine
 	  done && \
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
-# The current line's GPU bundle (build/gpu-current, from build/fork-$(CURRENT_BASE)):
-# its router and EplbLayerState, its kernel tests, the router of upstream's
-# release and of each patch that changes the kernel, and the backport's
-# benchmark helpers (gpu-results/gpu-run-current.sh runs it).
+# The current line's GPU bundles (build/gpu-current/<base>/, one per release
+# in GPU_CURRENT_BASES, each from build/bases/fork-<base> as test-current-bases
+# builds it): its router, eplb_triton.py where the release has it, and
+# EplbLayerState, its kernel tests, the router (and eplb_triton.py) of
+# upstream's release and of each patch that changes the kernel, and the
+# backport's benchmark helpers (gpu-results/gpu-run-current.sh runs them).
+GPU_CURRENT_BASES ?= $(CURRENT_BASE) 0.26.0
+EPLB_TRITON := vllm/model_executor/layers/fused_moe/eplb_triton.py
 gpu-bundle-current: engine
-	rm -rf build/gpu-current && mkdir -p build/gpu-current/revisions && cd $(CURRENT_FORK) && \
-	  for f in $(ROUTER) vllm/distributed/eplb/eplb_state.py \
+	rm -rf build/gpu-current
+	@for v in $(GPU_CURRENT_BASES); do \
+	  fork=build/bases/fork-$$v out=$(CURDIR)/build/gpu-current/$$v; \
+	  test -d $$fork || $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork $$fork \
+	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 || exit 1; \
+	  ask="env $(ASK_ANY) --base $$v --fork $(CURDIR)/$$fork"; \
+	  mkdir -p $$out/revisions && (cd $$fork && \
+	  for f in $(ROUTER) $$(ls $(EPLB_TRITON) 2>/dev/null) vllm/distributed/eplb/eplb_state.py \
 	      $$(ls tests/kernels/moe/test_eplb_*.py); do \
-	    install -D -m 644 $$f $(CURDIR)/build/gpu-current/$$f || exit 1; done && \
-	  git show $$($(CURRENT_ASK) info base-tag):$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/upstream.py && \
-	  for named in relaxed=eplb_relaxed_record shards=eplb_sharded_load; do \
-	    git show $$($(CURRENT_ASK) revision $${named#*=}):$(ROUTER) \
-	      > $(CURDIR)/build/gpu-current/revisions/$${named%%=*}.py || exit 1; done && \
-	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu-current/revisions/head.py
-	install -D -m 644 $(FORK)/benchmarks/kernels/benchmark_eplb_map_record.py \
-	  build/gpu-current/benchmarks/kernels/benchmark_eplb_map_record.py
+	    install -D -m 644 $$f $$out/$$f || exit 1; done && \
+	  for named in upstream= relaxed=eplb_relaxed_record shards=eplb_sharded_load head=; do \
+	    name=$${named%%=*} patch=$${named#*=}; \
+	    rev=$$(if [ $$name = upstream ]; then $$ask info base-tag; \
+	      elif [ -z "$$patch" ]; then echo HEAD; else $$ask revision $$patch; fi) || exit 1; \
+	    git show $$rev:$(ROUTER) > $$out/revisions/$$name.py || exit 1; \
+	    if [ -f $(EPLB_TRITON) ]; then \
+	      git show $$rev:$(EPLB_TRITON) > $$out/revisions/$${name}_eplb_triton.py || exit 1; fi; \
+	  done) || exit 1; \
+	  install -D -m 644 $(FORK)/benchmarks/kernels/benchmark_eplb_map_record.py \
+	    $$out/benchmarks/kernels/benchmark_eplb_map_record.py || exit 1; \
+	  echo "build/gpu-current/$$v"; \
+	done
 
 # The bundle through eplb_fork.gpu_standalone, on CPU under the interpreter:
 # it computes what the installed fork computes, its stand-ins answer as vLLM

@@ -10,8 +10,9 @@ the Triton shim and the router's abstract base; and the fork's
 and process groups. The kernel and its launcher under test are the fork's own
 source, byte for byte.
 
-The same registration serves the current line's router (vLLM 0.31-0.33),
-which also reads the micro-batch id.
+The same registration serves the current line's router (vLLM 0.25-0.34),
+which also reads the micro-batch id, and from 0.34 imports vLLM's envs, its
+forward context and the fork's `eplb_triton.py` (loaded as it is).
 
 As a command, `python -m eplb_fork.gpu_standalone SCRIPT [ARGS]` registers the
 same and runs SCRIPT (the benchmark) as __main__.
@@ -37,6 +38,8 @@ from pathlib import Path
 import torch
 
 ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
+# From vLLM 0.34 the router's kernel calls the map and record shared here.
+EPLB_TRITON = "vllm/model_executor/layers/fused_moe/eplb_triton.py"
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
 EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
 
@@ -69,6 +72,8 @@ class _Envs:
         "VLLM_DISABLE_SHARED_EXPERTS_STREAM": (_flag, "0"),
         "VLLM_ENABLE_MOE_DP_CHUNK": (_flag, "1"),
         "VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD": (int, "256"),
+        # 0.34's router asks it (its padding mask) only with a forward context.
+        "VLLM_MOE_SKIP_PADDING": (_flag, "1"),
     }
 
     def __getattr__(self, name: str) -> object:
@@ -157,6 +162,16 @@ class FusedMoERouter(ABC):  # noqa: B024 - stands in for the real abstract base
     pass
 
 
+def _load(name: str, path: Path) -> types.ModuleType:
+    """A fork file imported as module `name`, byte for byte."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def install(fork: Path) -> types.ModuleType:
     """Register the stand-ins and import the fork's base_router.py."""
     if "vllm.model_executor.layers.fused_moe.router.base_router" in sys.modules:
@@ -178,6 +193,16 @@ def install(fork: Path) -> types.ModuleType:
         _module(name)
     _module("vllm.v1.worker.ubatching", dbo_current_ubatch_id=lambda: 0)
     _module("vllm.triton_utils", triton=triton, tl=tl)
+    # 0.34's router: its envs and forward context (none: no padding mask).
+    sys.modules["vllm"].envs = _Envs()
+    sys.modules["vllm.envs"] = sys.modules["vllm"].envs  # type: ignore[assignment]
+    _module(
+        "vllm.forward_context",
+        get_forward_context=None,
+        is_forward_context_available=lambda: False,
+    )
+    if (fork / EPLB_TRITON).exists():
+        _load("vllm.model_executor.layers.fused_moe.eplb_triton", fork / EPLB_TRITON)
     layer_state = _class_from_source(
         fork / EPLB_STATE, "EplbLayerState", {"dataclass": dataclass, "torch": torch}
     )
@@ -187,12 +212,7 @@ def install(fork: Path) -> types.ModuleType:
         "vllm.model_executor.layers.fused_moe.router.fused_moe_router",
         FusedMoERouter=FusedMoERouter,
     )
-    name = "vllm.model_executor.layers.fused_moe.router.base_router"
-    spec = importlib.util.spec_from_file_location(name, fork / ROUTER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module = _load("vllm.model_executor.layers.fused_moe.router.base_router", fork / ROUTER)
     if (fork / MOE_RUNNER).exists():
         _runner_from_source(fork / MOE_RUNNER)
     return module

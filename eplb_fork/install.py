@@ -105,7 +105,7 @@ def swapped_requirements(requirements: Path, swaps: dict[str, str], out: Path) -
             line = swaps[bare]
         elif bare.startswith("-r "):
             # Included files stay where the original is.
-            line = f"-r {requirements.parent / bare.removeprefix('-r ').strip()}"
+            line = f"-r {requirements.parent.resolve() / bare.removeprefix('-r ').strip()}"
         swapped.append(line)
     out.write_text("\n".join(swapped) + "\n")
     return out

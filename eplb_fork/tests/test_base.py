@@ -80,7 +80,7 @@ def test_a_swapped_requirement_is_installed_in_its_place(tmp_path):
         tmp_path / "swapped.txt",
     )  # fmt: skip
     assert out.read_text().splitlines() == [
-        f"-r {reqs / 'common.txt'}", "torch==2.14.0", "flashinfer-python==0.7.4"
+        f"-r {(reqs / 'common.txt').resolve()}", "torch==2.14.0", "flashinfer-python==0.7.4"
     ]
     assert (reqs / "cuda.txt").read_text().endswith("0.7.3\n")  # the tree is untouched
     assert swapped_requirements(reqs / "cuda.txt", {}, tmp_path / "x.txt") == reqs / "cuda.txt"

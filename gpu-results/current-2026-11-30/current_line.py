@@ -1,23 +1,29 @@
 # SPDX-License-Identifier: Apache-2.0
 """The current line's map+record against upstream's own kernel, side by side
-in one process, under whichever Triton is first on the path: vLLM 0.33.0's
-router (`upstream`), the commit with relaxed atomics and 32-bit replica
+in one process, under whichever Triton is first on the path: the release's
+router (`upstream`; from 0.34 with its own eplb_triton.py, each revision
+with its own), the commit with relaxed atomics and 32-bit replica
 math (`relaxed`), the per-program shards (`shards`) and HEAD (the lean
 launch), these two counting into the [K, num_physical] shards EplbState
 gives each layer (K from the fork's formula for 61 layers).
 Cells are the median of three interleaved rounds of CUDA-graph replay (us
 per call), then eager host time per call. Every revision's output is
-checked against upstream's, and the counts against torch.bincount, first.
+checked against upstream's (the same logical expert: from the line's
+patch 2 on, the replica may differ), and the counts against torch.bincount,
+first.
 
-Run on the GPU machine from build/gpu-current (`make gpu-bundle-current`):
+Run on the GPU machine from build/gpu-current/<base> (`make
+gpu-bundle-current`):
 
     EPLB_FORK=. python -m eplb_fork.gpu_standalone \
         ../../gpu-results/current-2026-11-30/current_line.py
 """
 
 import ast
+import linecache
 import statistics
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -41,16 +47,40 @@ def shard_count(num_physical: int) -> int:
     return namespace["expert_load_shard_count"](LAYERS, num_physical)
 
 
+SHARED = "vllm.model_executor.layers.fused_moe.eplb_triton"
+
+
+def load(name: str):
+    """Revision `name` of the router, importing its own eplb_triton.py where
+    the release has one (0.34 on): the router binds it at import."""
+    shared = Path(f"revisions/{name}_eplb_triton.py")
+    if shared.exists():
+        module = types.ModuleType(SHARED)
+        module.__file__ = f"<{name}:eplb_triton.py>"
+        source = shared.read_text()
+        lines = source.splitlines(keepends=True)
+        linecache.cache[module.__file__] = (len(source), None, lines, module.__file__)
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        sys.modules[SHARED] = module
+    return bench.load_revision(name, Path(f"revisions/{name}.py").read_text())
+
+
+def logical_of(physical: torch.Tensor, l2p: torch.Tensor) -> torch.Tensor:
+    """The logical expert of each physical id (-1 stays -1)."""
+    table = torch.full((int(l2p.max()) + 2,), -1, dtype=torch.long, device=l2p.device)
+    rows = torch.arange(l2p.shape[0], device=l2p.device).unsqueeze(1).expand_as(l2p)
+    placed = l2p >= 0
+    table[l2p[placed]] = rows[placed]
+    return table[physical.long()]
+
+
 def median_rounds(calls: list) -> list[float]:
     rounds = [[bench.graph_time_us(c) for c in calls] for _ in range(ROUNDS)]
     return [statistics.median(r[i] for r in rounds) for i in range(len(calls))]
 
 
 def main() -> None:
-    revisions = {
-        name: bench.load_revision(name, Path(f"revisions/{name}.py").read_text())
-        for name in REVISIONS
-    }
+    revisions = {name: load(name) for name in REVISIONS}
     flags = {r: torch.tensor(r, dtype=torch.bool, device="cuda") for r in (True, False)}
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     columns = [*REVISIONS, "empty"]
@@ -80,10 +110,11 @@ def main() -> None:
                     calls["empty", record] = lambda w=work: bench.empty_launch(w.topk_ids)
                 outs = {name: calls[name, True]() for name in REVISIONS}
                 torch.cuda.synchronize()
-                want = torch.bincount(outs["upstream"].flatten().long(), minlength=num_physical)
+                upstream_logical = logical_of(outs["upstream"], work.l2p)
                 for name in REVISIONS:
                     counted = loads[name].sum(0) if loads[name].dim() == 2 else loads[name]
-                    if not torch.equal(outs[name], outs["upstream"]):
+                    want = torch.bincount(outs[name].flatten().long(), minlength=num_physical)
+                    if not torch.equal(logical_of(outs[name], work.l2p), upstream_logical):
                         sys.exit(f"{name} {shape} {routing} {tokens}: maps unlike upstream")
                     if not torch.equal(counted.long(), want):
                         sys.exit(f"{name} {shape} {routing} {tokens}: counts differ")
