@@ -8,6 +8,7 @@ balance on. The tests play the router: a forward adds its load to each
 layer's load view iff the shared flag is set, as the map+record kernel
 does on the device."""
 
+import functools
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -48,6 +49,22 @@ class FakeMoEModel:
             )
 
 
+class HostEvent:
+    """A device event for CPU tensors: recorded, it is done."""
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        self.recorded = False
+
+    def record(self) -> None:
+        self.recorded = True
+
+    def query(self) -> bool:
+        return self.recorded
+
+    def synchronize(self) -> None:
+        pass
+
+
 def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
     """Returns the list each rearrangement appends its models' window sums to."""
     group = SimpleNamespace(size=lambda: 1, rank=lambda: 0, world_size=1)
@@ -55,8 +72,14 @@ def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
     monkeypatch.setattr(eplb_state_module, "get_ep_group", lambda: ep_group)
     monkeypatch.setattr(eplb_state_module, "get_eplb_group", lambda: ep_group)
     monkeypatch.setattr(
-        eplb_state_module, "create_eplb_communicator", lambda **_: SimpleNamespace()
+        # No buffer of its own (0.34 asks its communicator for one).
+        eplb_state_module,
+        "create_eplb_communicator",
+        lambda **_: SimpleNamespace(owned_expert_buffer=None),
     )
+    # 0.34 logs balancedness once its copy to the host is done, waiting on a
+    # device event; on CPU tensors every copy is done when it returns.
+    monkeypatch.setattr(eplb_state_module.torch, "Event", HostEvent)
     monkeypatch.setattr(
         EplbState,
         "_sync_load_pass",
@@ -77,6 +100,19 @@ def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
     return windows_seen
 
 
+@functools.cache
+def model_config(name: str) -> SimpleNamespace:
+    """What EplbState asks of a model's config: its name and a key (up to 0.33
+    `compute_hash()`, from 0.34 the hash of its `compile_factors()`, cached by
+    the config's id: one object per name lives for the session, so a freed
+    one's id never maps to another model's key)."""
+    return SimpleNamespace(
+        model=name,
+        compute_hash=lambda: f"hash-{name}",
+        compile_factors=lambda: {"model": name},
+    )
+
+
 def make_state(eplb_config: EPLBConfig) -> tuple[EplbState, list[FakeMoEModel]]:
     # ParallelConfig names a weight communicator only with EPLB enabled on a
     # GPU platform; the one add_model creates here is a stand-in anyway.
@@ -84,10 +120,7 @@ def make_state(eplb_config: EPLBConfig) -> tuple[EplbState, list[FakeMoEModel]]:
     state = EplbState(ParallelConfig(eplb_config=eplb_config), torch.device("cpu"))
     models = [FakeMoEModel(num_moe_layers=3), FakeMoEModel(num_moe_layers=2)]
     for name, model in zip(["main", "drafter"], models):
-        config = SimpleNamespace(
-            model=name, compute_hash=lambda name=name: f"hash-{name}"
-        )
-        state.add_model(model, config)
+        state.add_model(model, model_config(name))
     return state, models
 
 
