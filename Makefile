@@ -341,3 +341,24 @@ $(ENGINE_VENV)/.installed: requirements/engine.txt
 	$(ENGINE_VENV)/bin/pip install --quiet -r requirements/engine.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	$(ENGINE_VENV)/bin/python -c "import libcst, pytest"
 	touch $@
+
+# The serving harness's bundle (gpu-results/serving/): the fork on vLLM
+# $(SERVING_BASE) (torch 2.11, the GPU machine's own) as the Python files the
+# current line changes, laid over upstream's installed wheel there (what the
+# precompiled install does); the wheel and the dependency wheels the machine
+# lacks, split into carry folders by shared/tools/device-vllm/prepare.
+SERVING_BASE ?= 0.26.0
+SERVING_FORK := build/bases/fork-$(SERVING_BASE)
+.PHONY: serving-bundle
+serving-bundle: engine
+	test -d $(SERVING_FORK) || $(ENGINE_VENV)/bin/python -m eplb_fork --base $(SERVING_BASE) \
+	  --fork $(SERVING_FORK) --patches build/bases/patches-$(SERVING_BASE) fork
+	rm -rf build/serving && mkdir -p build/serving/overlay
+	cd $(SERVING_FORK) && tag=$$($(ASK_ANY) --base $(SERVING_BASE) info base-tag) && \
+	  for f in $$($(ASK_ANY) --base $(SERVING_BASE) touched --tree . --python $$tag HEAD | grep ^vllm/); do \
+	    install -D -m 644 $$f $(CURDIR)/build/serving/overlay/$$f || exit 1; done
+	git -C $(SERVING_FORK) log --format='%h %s' $$($(ASK_ANY) --base $(SERVING_BASE) info base-tag)..HEAD \
+	  > build/serving/overlay/SERIES
+	test -f .big/vllm-$(SERVING_BASE)/WHEEL.sha256 || \
+	  bash ../shared/tools/device-vllm/prepare $(SERVING_BASE) .big/vllm-$(SERVING_BASE)
+	@echo "carry build/serving and .big/vllm-$(SERVING_BASE)/{c*,deps*}: gpu-results/serving/README.md"

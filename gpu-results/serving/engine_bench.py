@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One variant of vLLM's offline engine on the GPU machine: step times for
+prefill-heavy and decode batches, greedy tokens, a profile of one 1024-token
+prefill step, and (with --check-load) the recorded EPLB window against the
+routing's own counts. One process per variant (the engine core runs in it:
+VLLM_ENABLE_V1_MULTIPROCESSING=0); which vLLM it is (upstream or the fork)
+is whatever is first on PYTHONPATH. EPLB on one GPU needs the harness's
+check lift (EPLB_ONE_GPU_LIFT=1): its numbers are "one GPU, check lifted".
+
+    python engine_bench.py --name NAME --model DIR [--eplb R] [--record]
+        [--check-load] --out DIR
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+# prompts x prompt tokens, output tokens, timed calls
+SETS = {"prefill_8x2048": (8, 2048, 1), "prefill_2x512": (2, 512, 1), "decode_64x64": (64, 64, 64)}
+CALLS = 7
+
+
+def prompts(count: int, length: int, seed: int):
+    from vllm.inputs import TokensPrompt
+
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 32000, (count, length), generator=gen)
+    return [TokensPrompt(prompt_token_ids=row.tolist()) for row in ids]
+
+
+def eplb_kwargs(redundant: int | None, record: bool) -> dict:
+    if redundant is None:
+        return {}
+    # Recording is on iff step_interval - step <= window_size; the counter
+    # starts at step_interval - step_interval // 4.
+    window, interval = (4000, 3000) if record else (10, 100_000)
+    return {
+        "enable_eplb": True,
+        "eplb_config": {
+            "window_size": window, "step_interval": interval,
+            "num_redundant_experts": redundant,
+        },
+    }  # fmt: skip
+
+
+class LoadShadow:
+    """The routing's own counts: wraps the router's map+record entry point,
+    adding each call's physical ids (its unpadded rows, when the flag is set)
+    into a per-layer int64 row on the device, so CUDA graphs replay it too."""
+
+    def __init__(self) -> None:
+        import vllm.model_executor.layers.fused_moe.router.base_router as router
+
+        self.rows: dict[int, torch.Tensor] = {}
+        original = router.eplb_map_to_physical_and_record
+
+        def recorded(topk_ids, expert_load_view, l2p, counts, flag, num_unpadded=None, **kw):
+            out = original(topk_ids, expert_load_view, l2p, counts, flag, num_unpadded, **kw)
+            flat = out.reshape(-1).long()
+            keep = (flat >= 0) & flag
+            if num_unpadded is not None:
+                rows = torch.arange(flat.numel(), device=flat.device) // out.shape[-1]
+                keep &= rows < num_unpadded
+            key = expert_load_view.data_ptr()
+            if key not in self.rows:
+                size = expert_load_view.shape[-1]
+                self.rows[key] = torch.zeros(size, dtype=torch.int64, device=flat.device)
+            self.rows[key].index_add_(0, torch.where(keep, flat, 0), keep.long())
+            return out
+
+        router.eplb_map_to_physical_and_record = recorded
+
+    def by_layer(self) -> torch.Tensor:
+        """[layers, physical], layers in the order their rows lie in memory
+        (the pass's rows, or the fork's shards, are laid out by layer)."""
+        return torch.stack([self.rows[k] for k in sorted(self.rows)]).cpu()
+
+
+def window_of(worker):
+    state = worker.model_runner.eplb_state
+    (model,) = state.model_states.values()
+    return model.expert_load_window.sum(0).cpu(), state.expert_rearrangement_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--eplb", type=int, default=None, help="redundant experts")
+    parser.add_argument("--record", action="store_true", help="record every step")
+    parser.add_argument("--check-load", action="store_true")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    import vllm
+    from vllm import LLM, SamplingParams
+    from vllm.distributed.eplb.eplb_state import EplbState
+
+    rearranged = []
+    rearrange = EplbState.rearrange
+
+    def counted(self, *a, **kw):
+        if not kw.get("is_profile", False):
+            rearranged.append(self.expert_rearrangement_step)
+        return rearrange(self, *a, **kw)
+
+    EplbState.rearrange = counted
+    shadow = LoadShadow() if args.check_load else None
+    started = time.monotonic()
+    llm = LLM(
+        model=args.model, tokenizer=args.model, load_format="dummy", dtype="bfloat16",
+        enable_expert_parallel=True, enable_prefix_caching=False, max_model_len=4096,
+        max_num_batched_tokens=16384, max_num_seqs=64, gpu_memory_utilization=0.85,
+        seed=0, **eplb_kwargs(args.eplb, args.record),
+    )  # fmt: skip
+    if shadow is not None:
+        # Capture and warm-up ran dummy forwards: their counts are dropped by
+        # EplbState, so start both sides from here.
+        for row in shadow.rows.values():
+            row.zero_()
+        baseline, _ = llm.collective_rpc(window_of)[0]
+    result = {"name": args.name, "vllm": vllm.__version__, "eplb": args.eplb,
+              "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    greedy = {}
+    for label, (count, length, out_tokens) in SETS.items():
+        params = SamplingParams(max_tokens=out_tokens, temperature=0.0, detokenize=False,
+                                ignore_eos=True)  # fmt: skip
+        times = []
+        for call in range(CALLS + 2):
+            batch = prompts(count, length, seed=call)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            outs = llm.generate(batch, params, use_tqdm=False)
+            torch.cuda.synchronize()
+            if call >= 2:
+                times.append((time.perf_counter() - t0) * 1000)
+            if call == 2:
+                greedy[label] = [list(o.outputs[0].token_ids) for o in outs]
+        result[label + "_ms"] = round(statistics.median(times), 2)
+        print(args.name, label, result[label + "_ms"], "ms", flush=True)
+    result["greedy"] = greedy
+    # One 1024-token prefill step under the profiler: host time per op.
+    from torch.profiler import ProfilerActivity, profile
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        llm.generate(prompts(2, 512, seed=99), params, use_tqdm=False)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=45)
+    (args.out / f"profile-{args.name}.txt").write_text(table)
+    events = {e.key: e for e in prof.key_averages()}
+    result["profile_moe_forward_self_cpu_ms"] = (
+        round(events["vllm::moe_forward"].self_cpu_time_total / 1000, 2)
+        if "vllm::moe_forward" in events
+        else None
+    )
+    if shadow is not None:
+        window, step = llm.collective_rpc(window_of)[0]
+        window = window - baseline
+        routed = shadow.by_layer()
+        result["load_check"] = {
+            "window_total": int(window.sum()),
+            "routed_total": int(routed.sum()),
+            "equal": bool(torch.equal(window.long(), routed)),
+            "step": step,
+        }
+    result["rearrangements_at"] = rearranged
+    with (args.out / "engine.jsonl").open("a") as f:
+        f.write(json.dumps(result) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "greedy"}), flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

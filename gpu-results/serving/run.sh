@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The serving harness's GPU run, from the repo root on the device machine, after
+# the carry calls of README.md (the wheel chunks in /tmp/big, the dependency
+# wheels in /tmp/deps); carry build/serving and .big/vllm-0.26.0 (its
+# SHA256SUMS and WHEEL.sha256).
+#   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine
+#   bash gpu-results/serving/run.sh serve                   # vllm serve + client
+# EPLB runs on one GPU with vLLM's TP x DP > 1 check lifted in the harness's
+# processes only (one_gpu_lift.py): every number is "one GPU, check lifted".
+set -uo pipefail
+out=${OUT:?run on the device machine, which sets OUT}
+root=$PWD here=$PWD/gpu-results/serving big=$PWD/.big/vllm-0.26.0
+wheel=vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl
+if [ ! -f /tmp/site/.installed ]; then
+  (cd /tmp/big && cat $(ls part* | sort) > $wheel && sha256sum -c "$big/WHEEL.sha256" \
+    && cd /tmp/deps && sha256sum -c <(sed 's|deps[0-9]*/||' "$big/SHA256SUMS")) > /dev/null || exit 3
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+    /tmp/big/$wheel /tmp/deps/*.whl || exit 3
+  # The fork: upstream's install with the series' Python files laid over it.
+  rm -rf /tmp/site-fork && cp -a /tmp/site /tmp/site-fork && cp -r build/serving/overlay/vllm/. /tmp/site-fork/vllm/
+  touch /tmp/site/.installed
+fi
+python3 "$here/models.py" /tmp/models/qwen3-30b-a3b > /dev/null
+python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-136 --experts 136 > /dev/null
+cp build/serving/overlay/SERIES "$out/fork-series.txt"
+export VLLM_USE_FLASHINFER_SAMPLER=0 EPLB_ONE_GPU_LIFT=1 PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+site() { [ "$1" = fork ] && echo /tmp/site-fork || echo /tmp/site; }
+m128=/tmp/models/qwen3-30b-a3b m136=/tmp/models/qwen3-30b-a3b-136
+# name: which vLLM, model, engine_bench.py's options
+declare -A variants=(
+  [up-noeplb-136]="up $m136"
+  [fork-noeplb-136]="fork $m136"
+  [up-eplb8]="up $m128 --eplb 8"
+  [fork-eplb8]="fork $m128 --eplb 8"
+  [up-eplb8-rec]="up $m128 --eplb 8 --record --check-load"
+  [fork-eplb8-rec]="fork $m128 --eplb 8 --record --check-load"
+)
+case ${1:-engine} in
+engine)
+  shift || true
+  names=("$@"); [ ${#names[@]} -gt 0 ] || names=(up-noeplb-136 up-eplb8 fork-eplb8)
+  for name in "${names[@]}"; do
+    set -- ${variants[$name]}
+    which=$1 model=$2; shift 2
+    PYTHONPATH=$(site $which):$here VLLM_ENABLE_V1_MULTIPROCESSING=0 timeout ${VARIANT_LIMIT:-240} \
+      python3 "$here/engine_bench.py" --name "$name" --model "$model" --out "$out" "$@" \
+      > "$out/log-$name.txt" 2>&1
+    rc=$?
+    echo "$name: rc=$rc $(grep -E '^(up|fork)-' "$out/log-$name.txt" | tr '\n' ' ')"
+    grep -E '^\{' "$out/log-$name.txt" | tail -1 | cut -c1-600
+    [ $rc -eq 0 ] || grep -v Warning "$out/log-$name.txt" | tail -15
+  done ;;
+serve)
+  python3 "$here/serve_bench.py" --out "$out" --m128 $m128 --site-up /tmp/site \
+    --site-fork /tmp/site-fork --here "$here" ;;
+esac
