@@ -117,6 +117,9 @@ def main() -> None:
         enable_expert_parallel=True, enable_prefix_caching=False, max_model_len=4096,
         max_num_batched_tokens=16384, max_num_seqs=64, gpu_memory_utilization=0.85,
         seed=0, **eplb_kwargs(args.eplb, args.record),
+        # Graphs up to the decode batch (512 by default): engine start halves,
+        # and steps above 64 tokens run eagerly, as those above 512 do anyway.
+        compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64]},
     )  # fmt: skip
     if shadow is not None:
         # Capture and warm-up ran dummy forwards: their counts are dropped by
