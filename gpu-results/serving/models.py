@@ -6,7 +6,7 @@ tokenizer made here: token i is the word "t<i>", so a prompt of N words is
 N tokens and every id the model emits decodes. The vocabulary is 32000
 rather than Qwen3's 151936 (it only sizes the embedding and the LM head).
 
-    python models.py DEST [--experts N]   # writes DEST/config.json, tokenizer
+    python models.py DEST [--experts N] [--layers L]   # DEST/config.json, tokenizer
 """
 
 import argparse
@@ -68,9 +68,10 @@ def write_tokenizer(dest: Path) -> None:
     }))  # fmt: skip
 
 
-def write_model(dest: Path, experts: int = 128) -> Path:
+def write_model(dest: Path, experts: int = 128, layers: int = 48) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    config = {**QWEN3_30B_A3B, "num_experts": experts}
+    config = {**QWEN3_30B_A3B, "num_experts": experts, "num_hidden_layers": layers}
+    config["max_window_layers"] = layers
     (dest / "config.json").write_text(json.dumps(config, indent=1))
     (dest / "generation_config.json").write_text(json.dumps({"eos_token_id": 1}))
     write_tokenizer(dest)
@@ -81,5 +82,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("dest", type=Path)
     parser.add_argument("--experts", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=48)
     args = parser.parse_args()
-    print(write_model(args.dest, args.experts))
+    print(write_model(args.dest, args.experts, args.layers))

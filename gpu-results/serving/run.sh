@@ -22,6 +22,7 @@ if [ ! -f /tmp/site/.installed ]; then
 fi
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-136 --experts 136 > /dev/null
+python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-24l --layers 24 > /dev/null
 cp build/serving/overlay/SERIES "$out/fork-series.txt"
 export VLLM_USE_FLASHINFER_SAMPLER=0 EPLB_ONE_GPU_LIFT=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -52,6 +53,6 @@ engine)
     [ $rc -eq 0 ] || grep -v Warning "$out/log-$name.txt" | tail -15
   done ;;
 serve)
-  python3 "$here/serve_bench.py" --out "$out" --m128 $m128 --site-up /tmp/site \
-    --site-fork /tmp/site-fork --here "$here" ;;
+  python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-24l \
+    --site-up /tmp/site --site-fork /tmp/site-fork --here "$here" ;;
 esac

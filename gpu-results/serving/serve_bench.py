@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`vllm serve` with EPLB, upstream against the fork, on localhost.
+
+Both servers run at once on the one GPU (a 24-layer model of Qwen3-30B-A3B's
+shapes, so both fit), each with `--enable-expert-parallel --enable-eplb`;
+rounds of traffic go to one server at a time, alternating, so neither
+slows the other. A small client of the OpenAI completions API streams each
+request and takes TTFT (first token), ITL (between tokens) and throughput:
+prefill-heavy traffic (2048-token prompts, 8 output tokens) and mixed
+traffic (512-token prompts, 64 output tokens). Greedy outputs for the same
+prompts are compared between the servers; EPLB rearranges every
+STEP_INTERVAL steps and each server's log says when, and how long it took.
+EPLB on one GPU: vLLM's TP x DP > 1 check is lifted in the harness's
+processes (one_gpu_lift.py), "one GPU, check lifted".
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+EPLB = {"window_size": 100, "step_interval": 200, "num_redundant_experts": 8}
+TRAFFIC = {  # requests, prompt tokens, output tokens, concurrency
+    "prefill_heavy": (32, 2048, 8, 8),
+    "mixed": (64, 512, 64, 16),
+}
+ROUNDS = 3
+
+
+def start(name: str, site: str, here: str, model: str, port: int, out: Path):
+    env = {**os.environ, "PYTHONPATH": f"{site}:{here}", "EPLB_ONE_GPU_LIFT": "1"}
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model,
+        "--tokenizer", model, "--load-format", "dummy", "--port", str(port),
+        "--enable-expert-parallel", "--enable-eplb", "--eplb-config", json.dumps(EPLB),
+        "--max-model-len", "4096", "--no-enable-prefix-caching", "--max-num-seqs", "64",
+        "--gpu-memory-utilization", "0.42", "--seed", "0",
+        "--compilation-config", json.dumps({"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64]}),
+    ]  # fmt: skip
+    log = (out / f"serve-{name}.log").open("w")
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def wait_ready(session, port: int, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/health") as r:
+                if r.status == 200:
+                    return True
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(2)
+    return False
+
+
+def prompt_ids(index: int, length: int) -> list[int]:
+    # Deterministic, distinct per request: words t3..t31999.
+    return [3 + (index * 7919 + k * 104729) % 31997 for k in range(length)]
+
+
+async def one_request(session, port, model, ids, max_tokens, greedy=True):
+    body = {"model": model, "prompt": ids, "max_tokens": max_tokens, "temperature": 0.0,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+    t0 = time.perf_counter()
+    stamps, text = [], []
+    async with session.post(f"http://127.0.0.1:{port}/v1/completions", json=body) as r:
+        async for raw in r.content:
+            line = raw.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            piece = chunk["choices"][0].get("text", "")
+            if piece:
+                stamps.append(time.perf_counter() - t0)
+                text.append(piece)
+    return stamps, "".join(text)
+
+
+async def traffic(session, port, model, kind, seed):
+    count, length, out_tokens, concurrency = TRAFFIC[kind]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def limited(i):
+        async with gate:
+            return await one_request(session, port, model, prompt_ids(seed + i, length), out_tokens)
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(limited(i) for i in range(count)))
+    wall = time.perf_counter() - t0
+    ttft = [s[0] * 1000 for s, _ in results if s]
+    itl = [(b - a) * 1000 for s, _ in results for a, b in zip(s, s[1:], strict=False)]
+    tokens = sum(len(s) for s, _ in results)
+    return {
+        "ttft_median_ms": statistics.median(ttft),
+        "ttft_p99_ms": sorted(ttft)[max(0, int(len(ttft) * 0.99) - 1)],
+        "itl_median_ms": statistics.median(itl) if itl else None,
+        "output_tok_s": tokens / wall,
+        "requests_s": count / wall,
+    }
+
+
+async def main_async(args):
+    out = Path(args.out)
+    servers = {"upstream": (args.site_up, 8100), "fork": (args.site_fork, 8200)}
+    procs = {}
+    report = {"eplb_config": EPLB, "traffic": TRAFFIC, "rounds": []}
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for name, (site, port) in servers.items():
+            procs[name] = start(name, site, args.here, args.model, port, out)
+            # One at a time: both compile and capture on the same GPU.
+            if not await wait_ready(session, port, 300):
+                print(f"{name} did not come up", flush=True)
+                report["error"] = f"{name} did not come up"
+                return report
+            print(f"{name} ready", flush=True)
+        greedy = {}
+        for name, (_, port) in servers.items():
+            outs = await asyncio.gather(*(
+                one_request(session, port, args.model, prompt_ids(10_000 + i, 300), 24)
+                for i in range(16)
+            ))  # fmt: skip
+            greedy[name] = [text for _, text in outs]
+        report["greedy_equal"] = greedy["upstream"] == greedy["fork"]
+        report["greedy_sample"] = greedy["fork"][0][:120]
+        for round_ in range(ROUNDS):
+            for kind in TRAFFIC:
+                for name, (_, port) in servers.items():
+                    row = await traffic(session, port, args.model, kind, seed=round_ * 1000)
+                    row.update(server=name, kind=kind, round=round_)
+                    report["rounds"].append(row)
+                    print(json.dumps(row), flush=True)
+    for proc in procs.values():
+        proc.terminate()
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log = (out / f"serve-{name}.log").read_text(errors="replace")
+        report[f"{name}_rearrangements_s"] = [
+            float(t) for t in re.findall(r"Rearranged experts\s+in ([0-9.]+) s", log)
+        ]
+    return report
+
+
+def summarize(report) -> str:
+    lines = ["server  traffic        TTFT med  TTFT p99  ITL med   tok/s   (median of rounds)"]
+    for kind in TRAFFIC:
+        for name in ("upstream", "fork"):
+            rows = [r for r in report["rounds"] if r["server"] == name and r["kind"] == kind]
+            if not rows:
+                continue
+            keys = ("ttft_median_ms", "ttft_p99_ms", "itl_median_ms", "output_tok_s")
+            med = {k: statistics.median(r[k] for r in rows if r[k] is not None) for k in keys}
+            lines.append(
+                f"{name:8} {kind:14} {med['ttft_median_ms']:8.1f} {med['ttft_p99_ms']:9.1f} "
+                f"{med['itl_median_ms']:8.2f} {med['output_tok_s']:8.1f}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--site-up", required=True)
+    parser.add_argument("--site-fork", required=True)
+    parser.add_argument("--here", required=True)
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    Path(args.out, "serve.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k != "rounds"}), flush=True)
+    if report.get("rounds"):
+        summary = summarize(report)
+        Path(args.out, "serve.txt").write_text(summary + "\n")
+        print(summary, flush=True)
+
+
+if __name__ == "__main__":
+    main()
