@@ -88,9 +88,10 @@ def precompiled_env(wheel: Path, version: str) -> dict[str, str]:
 
 def swapped_requirements(requirements: Path, swaps: dict[str, str], out: Path) -> Path:
     """`requirements` as pip should read it, with each line of `swaps` put
-    in its place, written to `out` (the fork's tree stays as committed);
-    the file itself when there is nothing to swap. A swap whose line the
-    file lacks is an error: the pin it fixes has moved."""
+    in its place (an empty one drops the line), written to `out` (the
+    fork's tree stays as committed); the file itself when there is nothing
+    to swap. A swap whose line the file lacks is an error: the pin it fixes
+    has moved."""
     if not swaps:
         return requirements
     lines = requirements.read_text().splitlines()
@@ -101,7 +102,9 @@ def swapped_requirements(requirements: Path, swaps: dict[str, str], out: Path) -
     for line in lines:
         bare = line.split("#")[0].strip()
         if bare in swaps:
-            print(f"requirement {bare} -> {swaps[bare]} (requirements/base.toml)")
+            print(f"requirement {bare} -> {swaps[bare] or '(dropped)'} (requirements/base.toml)")
+            if not swaps[bare]:
+                continue
             line = swaps[bare]
         elif bare.startswith("-r "):
             # Included files stay where the original is.

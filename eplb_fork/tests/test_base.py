@@ -84,5 +84,7 @@ def test_a_swapped_requirement_is_installed_in_its_place(tmp_path):
     ]
     assert (reqs / "cuda.txt").read_text().endswith("0.7.3\n")  # the tree is untouched
     assert swapped_requirements(reqs / "cuda.txt", {}, tmp_path / "x.txt") == reqs / "cuda.txt"
+    dropped = swapped_requirements(reqs / "cuda.txt", {"torch==2.14.0": ""}, tmp_path / "d.txt")
+    assert "torch" not in dropped.read_text()
     with pytest.raises(EngineError, match="no line flashinfer-python==0.7.2"):
         swapped_requirements(reqs / "cuda.txt", {"flashinfer-python==0.7.2": "x"}, out)
