@@ -59,8 +59,13 @@ class LoadShadow:
         self.rows: dict[int, torch.Tensor] = {}
         original = router.eplb_map_to_physical_and_record
 
-        def recorded(topk_ids, expert_load_view, l2p, counts, flag, num_unpadded=None, **kw):
-            out = original(topk_ids, expert_load_view, l2p, counts, flag, num_unpadded, **kw)
+        def recorded(*args, **kwargs):
+            out = original(*args, **kwargs)
+            names = ("topk_ids", "expert_load_view", "l2p", "counts", "flag", "num_unpadded")
+            given = dict(zip(names, args, strict=False))
+            expert_load_view = kwargs.get("expert_load_view", given.get("expert_load_view"))
+            flag = kwargs.get("record_enabled", given.get("flag"))
+            num_unpadded = kwargs.get("num_unpadded_tokens", given.get("num_unpadded"))
             flat = out.reshape(-1).long()
             keep = (flat >= 0) & flag
             if num_unpadded is not None:
@@ -124,8 +129,9 @@ def main() -> None:
     if shadow is not None:
         # Capture and warm-up ran dummy forwards: their counts are dropped by
         # EplbState, so start both sides from here.
-        for row in shadow.rows.values():
-            row.zero_()
+        with torch.inference_mode():  # the rows were made inside the engine's
+            for row in shadow.rows.values():
+                row.zero_()
         baseline, _ = llm.collective_rpc(window_of)[0]
     result = {"name": args.name, "vllm": vllm.__version__, "eplb": args.eplb,
               "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
