@@ -25,7 +25,9 @@ Measured on the H200 machine (eager host time per call, median over both
 shapes, both routings, 1 to 32768 tokens, recording on and off; revisions
 interleaved in one run): under Triton 3.8, upstream 26.9 us (2.37x an
 empty launch), the commit before 27.4 (2.41x), this 13.3 (1.17x); under
-Triton 3.6, 26.1 (2.40x), 26.6 (2.44x), 12.3 (1.13x). CUDA-graph replay
+Triton 3.6, 26.1 (2.40x), 26.6 (2.44x), 12.3 (1.13x). Against 0.34.0 under
+Triton 3.6: upstream 31.3 us (2.33x an empty launch), the commit before
+31.1 (2.32x), this (with the next commit) 15.2 (1.13x). CUDA-graph replay
 time (the GPU's side) is within 0.07 us of the commit before up to 2048
 tokens, and 0.05 us slower to 0.94 us faster at 8192 and 32768.
 """

@@ -27,8 +27,12 @@ dominates: 0.64-1.24x; the next commit takes it), skipping 0.87-0.92x.
   2048     6.72 -> 4.24                  2.27 -> 2.03
   8192     19.47 -> 12.48                2.69 -> 2.44
 
-The run, its command and its Triton 3.6 twin are in gpu-results/
-current-2026-11-30/ of the series' repository.
+Against 0.34.0's kernel (its router and eplb_triton.py) under Triton
+3.6, with the high-bits rule of the commit before: recording 0.61-1.13x
+upstream's up to 8192 tokens (at 2048-8192 tokens the one row's contention
+dominates and relaxed alone gains little; the next commit removes it),
+skipping 0.94-0.99x. The runs and their commands are in gpu-results/
+current-2026-11-30/ and current-2026-12-03/ of the series' repository.
 """
 
 from eplb_fork.codemod import (
