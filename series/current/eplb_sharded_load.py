@@ -39,10 +39,11 @@ upstream's own recording; skipping costs 1.00-1.04x the commit before.
 Against 0.34.0's kernel under Triton 3.6 (gpu-results/current-2026-12-03/):
 recording 0.96-1.04x upstream's skipping up to 2048 tokens, 1.12-1.26x at
 8192, 1.63-2.07x at 32768, 0.10-0.24x the commit before at 8192 and more;
-skipping 0.99-1.02x the commit before. The fold costs 7.3 us per recorded step captured at 61 layers x 288 x 64
-(7.2 us at 61 x 4600 x 4). Folding in the kernel instead (its last
-program sums the shards, keeping upstream's shapes) measured 2-6x slower
-in a probe on the backport.
+skipping 0.99-1.02x the commit before. The fold costs 7.3 us per
+recorded step captured at 61 layers x 288 x 64 (7.2 us at 61 x 4600 x
+4). Folding in the kernel instead (its last program sums the shards,
+keeping upstream's shapes) measured 2-6x slower in a probe on the
+backport.
 """
 
 from eplb_fork.codemod import (
