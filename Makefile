@@ -11,7 +11,7 @@ EPLB_CACHE ?= $(CURDIR)/.cache
 export EPLB_CACHE
 
 ENGINE_VENV := .venv-engine
-# The default base builds build/fork into .venv; another (BASE=0.33.0) gets
+# The default base builds build/fork into .venv; another (BASE=0.34.0) gets
 # its own build/fork-<base>, build/patches-<base> and .venv-<base>.
 FORK := build/fork$(if $(BASE),-$(BASE))
 PATCHES := build/patches$(if $(BASE),-$(BASE))
@@ -287,7 +287,7 @@ test-standalone: gpu-bundle
 	  eplb_fork/fork_venv_tests
 
 # The current line (series/current, our follow-ups on upstream's own code)
-# on vLLM 0.31-0.33. test-current-bases (in `make test`; under build/bases/):
+# on vLLM 0.25-0.34. test-current-bases (in `make test`; under build/bases/):
 # on every pinned release of the line the line applies as commits, byte-compiles and passes
 # that release's own ruff (0.14.0 as its pre-commit pins, its pyproject's
 # config). test-current (its own target, as it installs a second vLLM:
