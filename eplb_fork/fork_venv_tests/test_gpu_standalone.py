@@ -161,8 +161,11 @@ def names_read(prefix: str) -> set[str]:
 def test_every_knob_read_is_parsed_as_vllm_envs_parses_it(monkeypatch, value):
     envs = gpu_standalone._Envs()
     knobs = names_read("envs")
-    assert knobs and knobs <= set(envs.KNOBS)
-    for name in envs.KNOBS:
+    # Knobs of later releases (0.34's padding mask) are not in this vLLM;
+    # every knob this bundle's files read is.
+    here = {name for name in envs.KNOBS if hasattr(fork_envs, name)}
+    assert knobs and knobs <= here
+    for name in here:
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
