@@ -48,7 +48,8 @@ class Patch:
         if self.applied_upstream:
             trailers.append(f"Applied-Upstream: {self.applied_upstream}")
         else:
-            trailers.append("Forwarded: not-yet")
+            # DEP-3: anything but "no" or "not-needed" means it was sent upstream.
+            trailers.append("Forwarded: no")
         trailers.append(f"{PATCH_TRAILER}: {self.name}")
         trailers.append(f"Signed-off-by: {author.name} <{author.email}>")
         return f"{self.subject}\n\n{wrapped}\n\n" + "\n".join(trailers) + "\n"
