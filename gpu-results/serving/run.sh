@@ -5,6 +5,7 @@
 # SHA256SUMS and WHEEL.sha256).
 #   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine
 #   bash gpu-results/serving/run.sh serve                   # vllm serve + client
+#   bash gpu-results/serving/run.sh serve2                  # the same at DP=2 (two GPUs)
 # EPLB runs on one GPU with vLLM's TP x DP > 1 check lifted in the harness's
 # processes only (one_gpu_lift.py): every number is "one GPU, check lifted".
 set -uo pipefail
@@ -55,4 +56,9 @@ engine)
 serve)
   python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-24l \
     --site-up /tmp/site --site-fork /tmp/site-fork --here "$here" ;;
+serve2)
+  # Two GPUs (nvidia-h200-x2), nothing lifted: DP=2 servers, skewed routing.
+  EPLB_ONE_GPU_LIFT=0 python3 "$here/serve_bench.py" --out "$out" --dp 2 \
+    --model /tmp/models/qwen3-30b-a3b-24l --site-up /tmp/site --site-fork /tmp/site-fork \
+    --here "$here" ;;
 esac

@@ -11,7 +11,9 @@ traffic (512-token prompts, 64 output tokens). Greedy outputs for the same
 prompts are compared between the servers; EPLB rearranges every
 STEP_INTERVAL steps and each server's log says when, and how long it took.
 EPLB on one GPU: vLLM's TP x DP > 1 check is lifted in the harness's
-processes (one_gpu_lift.py), "one GPU, check lifted".
+processes (one_gpu_lift.py), "one GPU, check lifted". With --dp 2 (the
+nvidia-h200-x2 kind) nothing is lifted: each server spans both GPUs, with
+8 redundant experts, balancedness logged and skewed routing (EPLB_DP).
 """
 
 import argparse
@@ -32,6 +34,10 @@ import aiohttp
 # than upstream's would change the output; with one slot per expert the
 # greedy outputs must match exactly, through every rearrangement.
 EPLB = {"window_size": 100, "step_interval": 200, "num_redundant_experts": 0}
+# Two GPUs (--dp 2, nothing lifted): redundant experts, balancedness logged,
+# and routing skewed by vLLM's own simulator (normal_routing: the middle
+# experts hot), so rearrangements have something to fix.
+EPLB_DP = {**EPLB, "num_redundant_experts": 8, "log_balancedness": True}
 TRAFFIC = {  # requests, prompt tokens, output tokens, concurrency
     "prefill_heavy": (32, 2048, 8, 8),
     "mixed": (64, 512, 64, 16),
@@ -39,12 +45,17 @@ TRAFFIC = {  # requests, prompt tokens, output tokens, concurrency
 ROUNDS = 3
 
 
-def start(name: str, site: str, here: str, model: str, port: int, out: Path):
-    env = {**os.environ, "PYTHONPATH": f"{site}:{here}", "EPLB_ONE_GPU_LIFT": "1"}
+def start(name: str, site: str, here: str, model: str, port: int, out: Path, dp: int = 1):
+    env = {**os.environ, "PYTHONPATH": f"{site}:{here}"}
+    env["EPLB_ONE_GPU_LIFT"] = "1" if dp == 1 else "0"
+    eplb = EPLB if dp == 1 else EPLB_DP
+    if dp > 1:
+        env["VLLM_MOE_ROUTING_SIMULATION_STRATEGY"] = "normal_routing"
     command = [
         sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model,
         "--tokenizer", model, "--load-format", "dummy", "--port", str(port),
-        "--enable-expert-parallel", "--enable-eplb", "--eplb-config", json.dumps(EPLB),
+        "--enable-expert-parallel", "--enable-eplb", "--eplb-config", json.dumps(eplb),
+        "--data-parallel-size", str(dp),
         "--max-model-len", "4096", "--no-enable-prefix-caching", "--max-num-seqs", "64",
         "--gpu-memory-utilization", "0.42", "--seed", "0",
         "--compilation-config", json.dumps({"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64]}),
@@ -128,11 +139,12 @@ async def main_async(args):
     out = Path(args.out)
     servers = {"upstream": (args.site_up, 8100), "fork": (args.site_fork, 8200)}
     procs = {}
-    report = {"eplb_config": EPLB, "traffic": TRAFFIC, "rounds": []}
+    report = {"eplb_config": EPLB if args.dp == 1 else EPLB_DP, "dp": args.dp,
+              "traffic": TRAFFIC, "rounds": []}  # fmt: skip
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name, (site, port) in servers.items():
-            procs[name] = start(name, site, args.here, args.model, port, out)
+            procs[name] = start(name, site, args.here, args.model, port, out, args.dp)
             # One at a time: both compile and capture on the same GPU.
             if not await wait_ready(session, port, 300):
                 print(f"{name} did not come up", flush=True)
@@ -158,6 +170,10 @@ async def main_async(args):
             proc.kill()
         log = (out / f"serve-{name}.log").read_text(errors="replace")
         # Async EPLB logs when a rearrangement starts (its time only in sync mode).
+        # With balancedness logged (two GPUs): mean/max tokens per rank, per step.
+        report[f"{name}_balancedness"] = [
+            float(b) for b in re.findall(r"balancedness=([0-9.]+)", log)
+        ]
         report[f"{name}_rearrangements"] = len(
             re.findall(r"Rearranging experts \(async mode\) \.\.\.|Rearranged experts\s+in", log)
         )
@@ -187,6 +203,7 @@ def main() -> None:
     parser.add_argument("--site-up", required=True)
     parser.add_argument("--site-fork", required=True)
     parser.add_argument("--here", required=True)
+    parser.add_argument("--dp", type=int, default=1, help="data-parallel ranks (GPUs)")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     Path(args.out, "serve.json").write_text(json.dumps(report, indent=1))
