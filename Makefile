@@ -359,6 +359,12 @@ serving-bundle: engine
 	    install -D -m 644 $$f $(CURDIR)/build/serving/overlay/$$f || exit 1; done
 	git -C $(SERVING_FORK) log --format='%h %s' $$($(ASK_ANY) --base $(SERVING_BASE) info base-tag)..HEAD \
 	  > build/serving/overlay/SERIES
-	test -f .big/vllm-$(SERVING_BASE)/WHEEL.sha256 || \
+	test -d .big/vllm-$(SERVING_BASE)/c0 || \
 	  bash ../shared/tools/device-vllm/prepare $(SERVING_BASE) .big/vllm-$(SERVING_BASE)
+	# The wheel's checksum as requirements/base.toml pins it (what the device
+	# checks the reassembled wheel against), checked here on the download.
+	$(PYTHON) -c "import tomllib; r = tomllib.load(open('requirements/base.toml', 'rb'))\
+	  ['releases']['$(SERVING_BASE)']; print(r['wheel_sha256'] + '  ' + r['wheel'])" \
+	  > .big/vllm-$(SERVING_BASE)/WHEEL.sha256
+	cd .big/vllm-$(SERVING_BASE)/.dl && sha256sum -c ../WHEEL.sha256
 	@echo "carry build/serving and .big/vllm-$(SERVING_BASE)/{c*,deps*}: gpu-results/serving/README.md"
