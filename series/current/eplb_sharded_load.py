@@ -97,9 +97,7 @@ def apply(tree):
         insert_after(src, "EplbState.step", assigns("ep_group"), shared.body("fold_shards_first"))
         # From 0.30 a new mapping drops the pass: the shards' counts with it.
         dropped = call_statement("eplb_model_state.expert_load_pass.zero_")
-        if src.defines("EplbState.update_mapping") and src.has_statement(
-            "EplbState.update_mapping", dropped
-        ):
+        if src.has_statement("EplbState.update_mapping", dropped):
             insert_before(src, "EplbState.update_mapping", dropped,
                           "self._fold_expert_load(eplb_model_state)")  # fmt: skip
         resizes_here = src.defines(RESIZE)
