@@ -33,7 +33,7 @@ def prompts(count: int, length: int, seed: int):
     return [TokensPrompt(prompt_token_ids=row.tolist()) for row in ids]
 
 
-def eplb_kwargs(redundant: int | None, record: bool) -> dict:
+def eplb_kwargs(redundant: int | None, record: bool, use_async: bool) -> dict:
     if redundant is None:
         return {}
     # Recording is on iff step_interval - step <= window_size; the counter
@@ -43,9 +43,30 @@ def eplb_kwargs(redundant: int | None, record: bool) -> dict:
         "enable_eplb": True,
         "eplb_config": {
             "window_size": window, "step_interval": interval,
-            "num_redundant_experts": redundant,
+            "num_redundant_experts": redundant, "use_async": use_async,
         },
     }  # fmt: skip
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each of this process's threads, by name and id."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds[f"{name}/{task.name}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def machine_busy() -> tuple[int, int]:
+    """The machine's busy and total CPU ticks so far, over all processes."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 class LoadShadow:
@@ -99,6 +120,7 @@ def main() -> None:
     parser.add_argument("--eplb", type=int, default=None, help="redundant experts")
     parser.add_argument("--record", action="store_true", help="record every step")
     parser.add_argument("--check-load", action="store_true")
+    parser.add_argument("--sync", action="store_true", help="EPLB's synchronous mode")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -121,7 +143,7 @@ def main() -> None:
         model=args.model, tokenizer=args.model, load_format="dummy", dtype="bfloat16",
         enable_expert_parallel=True, enable_prefix_caching=False, max_model_len=4096,
         max_num_batched_tokens=16384, max_num_seqs=64, gpu_memory_utilization=0.85,
-        seed=0, **eplb_kwargs(args.eplb, args.record),
+        seed=0, **eplb_kwargs(args.eplb, args.record, not args.sync),
         # Graphs up to the decode batch (512 by default): engine start halves,
         # and steps above 64 tokens run eagerly, as those above 512 do anyway.
         compilation_config={"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64]},
@@ -140,6 +162,7 @@ def main() -> None:
         params = SamplingParams(max_tokens=out_tokens, temperature=0.0, detokenize=False,
                                 ignore_eos=True)  # fmt: skip
         times = []
+        threads_before, busy_before = thread_cpu(), machine_busy()
         for call in range(CALLS + 2):
             batch = prompts(count, length, seed=call)
             torch.cuda.synchronize()
@@ -151,6 +174,15 @@ def main() -> None:
             if call == 2:
                 greedy[label] = [list(o.outputs[0].token_ids) for o in outs]
         result[label + "_ms"] = round(statistics.median(times), 2)
+        # Who used the CPU meanwhile: the busiest threads of this process,
+        # and the machine's cores kept busy (by any process), on average.
+        threads_after, busy_after = thread_cpu(), machine_busy()
+        used = {k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()}
+        busiest = sorted(used.items(), key=lambda kv: -kv[1])[:6]
+        result[label + "_threads_cpu_s"] = {k: round(v, 3) for k, v in busiest}
+        cores = os.cpu_count() or 1
+        share = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+        result[label + "_machine_busy_cores"] = round(share * cores, 2)
         print(args.name, label, result[label + "_ms"], "ms", flush=True)
     result["greedy"] = greedy
     # One 1024-token prefill step under the profiler: host time per op.

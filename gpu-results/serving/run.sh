@@ -3,8 +3,8 @@
 # the carry calls of README.md (the wheel chunks in /tmp/big, the dependency
 # wheels in /tmp/deps); carry build/serving and .big/vllm-0.26.0 (its
 # SHA256SUMS and WHEEL.sha256).
-#   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine
-#   bash gpu-results/serving/run.sh serve                   # vllm serve + client
+#   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine, in this order
+#   bash gpu-results/serving/run.sh serve                   # vllm serve + client, EPLB on/off
 #   bash gpu-results/serving/run.sh serve2                  # the same at DP=2 (two GPUs)
 # EPLB runs on one GPU with vLLM's TP x DP > 1 check lifted in the harness's
 # processes only (one_gpu_lift.py): every number is "one GPU, check lifted".
@@ -24,6 +24,7 @@ fi
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-136 --experts 136 > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-24l --layers 24 > /dev/null
+python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-16l --layers 16 > /dev/null
 cp build/serving/overlay/SERIES "$out/fork-series.txt"
 export VLLM_USE_FLASHINFER_SAMPLER=0 EPLB_ONE_GPU_LIFT=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -31,9 +32,12 @@ site() { [ "$1" = fork ] && echo /tmp/site-fork || echo /tmp/site; }
 m128=/tmp/models/qwen3-30b-a3b m136=/tmp/models/qwen3-30b-a3b-136
 # name: which vLLM, model, engine_bench.py's options
 declare -A variants=(
+  [up-noeplb-128]="up $m128"
   [up-noeplb-136]="up $m136"
   [fork-noeplb-136]="fork $m136"
   [up-eplb8]="up $m128 --eplb 8"
+  [up-eplb8-sync]="up $m128 --eplb 8 --sync"
+  [up-eplb0]="up $m128 --eplb 0"
   [fork-eplb8]="fork $m128 --eplb 8"
   [up-eplb8-rec]="up $m128 --eplb 8 --record --check-load"
   [fork-eplb8-rec]="fork $m128 --eplb 8 --record --check-load"
@@ -42,20 +46,22 @@ case ${1:-engine} in
 engine)
   shift || true
   names=("$@"); [ ${#names[@]} -gt 0 ] || names=(up-noeplb-136 up-eplb8 fork-eplb8)
+  # A name given twice runs twice (interleave them): its log gets both runs.
   for name in "${names[@]}"; do
     set -- ${variants[$name]}
     which=$1 model=$2; shift 2
     PYTHONPATH=$(site $which):$here VLLM_ENABLE_V1_MULTIPROCESSING=0 timeout ${VARIANT_LIMIT:-240} \
       python3 "$here/engine_bench.py" --name "$name" --model "$model" --out "$out" "$@" \
-      > "$out/log-$name.txt" 2>&1
+      >> "$out/log-$name.txt" 2>&1
     rc=$?
     echo "$name: rc=$rc $(grep -E '^(up|fork)-' "$out/log-$name.txt" | tr '\n' ' ')"
     grep -E '^\{' "$out/log-$name.txt" | tail -1 | cut -c1-600
     [ $rc -eq 0 ] || grep -v Warning "$out/log-$name.txt" | tail -15
   done ;;
 serve)
-  python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-24l \
-    --site-up /tmp/site --site-fork /tmp/site-fork --here "$here" ;;
+  # Four servers at once (upstream and fork, EPLB on and off): 16 layers fit.
+  python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-16l \
+    --site-up /tmp/site --site-fork /tmp/site-fork --here "$here" --eplb-off ;;
 serve2)
   # Two GPUs (nvidia-h200-x2), nothing lifted: DP=2 servers, skewed routing.
   EPLB_ONE_GPU_LIFT=0 python3 "$here/serve_bench.py" --out "$out" --dp 2 \

@@ -1,15 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """`vllm serve` with EPLB, upstream against the fork, on localhost.
 
-Both servers run at once on the one GPU (a 24-layer model of Qwen3-30B-A3B's
-shapes, so both fit), each with `--enable-expert-parallel --enable-eplb`;
-rounds of traffic go to one server at a time, alternating, so neither
-slows the other. A small client of the OpenAI completions API streams each
-request and takes TTFT (first token), ITL (between tokens) and throughput:
-prefill-heavy traffic (2048-token prompts, 8 output tokens) and mixed
-traffic (512-token prompts, 64 output tokens). Greedy outputs for the same
-prompts are compared between the servers; EPLB rearranges every
-STEP_INTERVAL steps and each server's log says when, and how long it took.
+The servers run at once on the one GPU, each with `--enable-expert-parallel`:
+upstream and the fork with `--enable-eplb`, and (with --eplb-off) both again
+without it, on a model of Qwen3-30B-A3B's shapes with few enough layers that
+all fit. Rounds of traffic go to one server at a time, in turn, so none slows
+another; a first round warms every server up and is not counted. A small
+client of the OpenAI completions API streams each request and takes TTFT
+(first token), ITL (between tokens) and throughput: prefill-heavy traffic
+(2048-token prompts, 8 output tokens) and mixed traffic (512-token prompts,
+64 output tokens). Greedy outputs for the same prompts are compared with
+upstream's EPLB server before and after the traffic; EPLB rearranges every
+STEP_INTERVAL steps and each server's log says when.
 EPLB on one GPU: vLLM's TP x DP > 1 check is lifted in the harness's
 processes (one_gpu_lift.py), "one GPU, check lifted". With --dp 2 (the
 nvidia-h200-x2 kind) nothing is lifted: each server spans both GPUs, with
@@ -42,10 +44,12 @@ TRAFFIC = {  # requests, prompt tokens, output tokens, concurrency
     "prefill_heavy": (32, 2048, 8, 8),
     "mixed": (64, 512, 64, 16),
 }
-ROUNDS = 3
+ROUNDS = 4  # counted, after one warm-up round
+# All servers share the GPU: this much of it between them.
+GPU_SHARE = 0.86
 
 
-def start(name: str, site: str, here: str, model: str, port: int, out: Path, dp: int = 1):
+def start(name, site, eplb_on, here, model, port, out: Path, dp: int, share: float):
     env = {**os.environ, "PYTHONPATH": f"{site}:{here}"}
     env["EPLB_ONE_GPU_LIFT"] = "1" if dp == 1 else "0"
     eplb = EPLB if dp == 1 else EPLB_DP
@@ -54,12 +58,13 @@ def start(name: str, site: str, here: str, model: str, port: int, out: Path, dp:
     command = [
         sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model,
         "--tokenizer", model, "--load-format", "dummy", "--port", str(port),
-        "--enable-expert-parallel", "--enable-eplb", "--eplb-config", json.dumps(eplb),
-        "--data-parallel-size", str(dp),
+        "--enable-expert-parallel", "--data-parallel-size", str(dp),
         "--max-model-len", "4096", "--no-enable-prefix-caching", "--max-num-seqs", "64",
-        "--gpu-memory-utilization", "0.42", "--seed", "0",
+        "--gpu-memory-utilization", f"{share:.2f}", "--seed", "0",
         "--compilation-config", json.dumps({"cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64]}),
     ]  # fmt: skip
+    if eplb_on:
+        command += ["--enable-eplb", "--eplb-config", json.dumps(eplb)]
     log = (out / f"serve-{name}.log").open("w")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -123,41 +128,49 @@ async def traffic(session, port, model, kind, seed):
     }
 
 
-async def same_greedy(session, servers, model) -> bool:
-    """Whether both servers give the same greedy text for 16 prompts."""
+async def same_greedy(session, servers, model) -> dict[str, bool]:
+    """Per server, whether its greedy text for 16 prompts is upstream's
+    EPLB server's."""
     texts = {}
-    for name, (_, port) in servers.items():
+    for name, (_, _, port) in servers.items():
         outs = await asyncio.gather(*(
             one_request(session, port, model, prompt_ids(10_000 + i, 300), 24)
             for i in range(16)
         ))  # fmt: skip
         texts[name] = [text for _, text in outs]
-    return texts["upstream"] == texts["fork"]
+    return {name: text == texts["upstream"] for name, text in texts.items() if name != "upstream"}
 
 
 async def main_async(args):
     out = Path(args.out)
-    servers = {"upstream": (args.site_up, 8100), "fork": (args.site_fork, 8200)}
+    servers = {"upstream": (args.site_up, True, 8100), "fork": (args.site_fork, True, 8200)}
+    if args.eplb_off:
+        servers["upstream-noeplb"] = (args.site_up, False, 8300)
+        servers["fork-noeplb"] = (args.site_fork, False, 8400)
+    share = GPU_SHARE / len(servers)
     procs = {}
     report = {"eplb_config": EPLB if args.dp == 1 else EPLB_DP, "dp": args.dp,
               "traffic": TRAFFIC, "rounds": []}  # fmt: skip
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for name, (site, port) in servers.items():
-            procs[name] = start(name, site, args.here, args.model, port, out, args.dp)
-            # One at a time: both compile and capture on the same GPU.
+        for name, (site, eplb_on, port) in servers.items():
+            procs[name] = start(
+                name, site, eplb_on, args.here, args.model, port, out, args.dp, share
+            )
+            # One at a time: each profiles the GPU's free memory as it starts.
             if not await wait_ready(session, port, 300):
                 print(f"{name} did not come up", flush=True)
                 report["error"] = f"{name} did not come up"
                 return report
             print(f"{name} ready", flush=True)
         report["greedy_equal_before"] = await same_greedy(session, servers, args.model)
-        for round_ in range(ROUNDS):
+        for round_ in range(-1, ROUNDS):  # round -1 warms up, not counted
             for kind in TRAFFIC:
-                for name, (_, port) in servers.items():
-                    row = await traffic(session, port, args.model, kind, seed=round_ * 1000)
+                for name, (_, _, port) in servers.items():
+                    row = await traffic(session, port, args.model, kind, seed=(round_ + 1) * 1000)
                     row.update(server=name, kind=kind, round=round_)
-                    report["rounds"].append(row)
+                    if round_ >= 0:
+                        report["rounds"].append(row)
                     print(json.dumps(row), flush=True)
         # Again after the traffic: the servers have rearranged meanwhile.
         report["greedy_equal_after"] = await same_greedy(session, servers, args.model)
@@ -181,16 +194,18 @@ async def main_async(args):
 
 
 def summarize(report) -> str:
-    lines = ["server  traffic        TTFT med  TTFT p99  ITL med   tok/s   (median of rounds)"]
+    head = "server          traffic        TTFT med  TTFT p99  ITL med   tok/s"
+    lines = [head + "   (median of rounds)"]
+    names = list(dict.fromkeys(r["server"] for r in report["rounds"]))
     for kind in TRAFFIC:
-        for name in ("upstream", "fork"):
+        for name in names:
             rows = [r for r in report["rounds"] if r["server"] == name and r["kind"] == kind]
             if not rows:
                 continue
             keys = ("ttft_median_ms", "ttft_p99_ms", "itl_median_ms", "output_tok_s")
             med = {k: statistics.median(r[k] for r in rows if r[k] is not None) for k in keys}
             lines.append(
-                f"{name:8} {kind:14} {med['ttft_median_ms']:8.1f} {med['ttft_p99_ms']:9.1f} "
+                f"{name:15} {kind:14} {med['ttft_median_ms']:8.1f} {med['ttft_p99_ms']:9.1f} "
                 f"{med['itl_median_ms']:8.2f} {med['output_tok_s']:8.1f}"
             )
     return "\n".join(lines)
@@ -204,6 +219,7 @@ def main() -> None:
     parser.add_argument("--site-fork", required=True)
     parser.add_argument("--here", required=True)
     parser.add_argument("--dp", type=int, default=1, help="data-parallel ranks (GPUs)")
+    parser.add_argument("--eplb-off", action="store_true", help="both again without EPLB")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     Path(args.out, "serve.json").write_text(json.dumps(report, indent=1))
