@@ -113,6 +113,35 @@ def window_of(worker):
     return model.expert_load_window.sum(0).cpu(), state.expert_rearrangement_step
 
 
+def start_async_thread(worker):
+    """Starts EPLB's async worker thread that --thread-ab held back."""
+    state = worker.model_runner.eplb_state
+    state.start_async_loop()
+    return state.async_worker is not None
+
+
+def thread_ab(llm, args, result) -> None:
+    """1024-token prefill steps in one engine, first without EPLB's async
+    worker thread, then with it: the thread's own cost, nothing else changed."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False, ignore_eos=True)
+    # A started thread cannot be stopped, so "without" comes first.
+    for label in ("no_async_thread", "async_thread"):
+        if label == "async_thread":
+            result["thread_started"] = llm.collective_rpc(start_async_thread)[0]
+        times = []
+        for call in range(CALLS + 2):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            llm.generate(prompts(2, 512, seed=call), params, use_tqdm=False)
+            torch.cuda.synchronize()
+            if call >= 2:
+                times.append((time.perf_counter() - t0) * 1000)
+        result[f"prefill_2x512_{label}_ms"] = round(statistics.median(times), 2)
+        print(args.name, label, result[f"prefill_2x512_{label}_ms"], "ms", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -121,6 +150,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="record every step")
     parser.add_argument("--check-load", action="store_true")
     parser.add_argument("--sync", action="store_true", help="EPLB's synchronous mode")
+    parser.add_argument("--thread-ab", action="store_true", help="async thread held back, then on")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -137,6 +167,10 @@ def main() -> None:
         return rearrange(self, *a, **kw)
 
     EplbState.rearrange = counted
+    if args.thread_ab:  # harness only: the engine starts without the thread
+        held_back = EplbState.start_async_loop
+        EplbState.start_async_loop = lambda self, *a, **kw: None
+
     shadow = LoadShadow() if args.check_load else None
     started = time.monotonic()
     llm = LLM(
@@ -157,6 +191,13 @@ def main() -> None:
         baseline, _ = llm.collective_rpc(window_of)[0]
     result = {"name": args.name, "vllm": vllm.__version__, "eplb": args.eplb,
               "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    if args.thread_ab:
+        EplbState.start_async_loop = held_back
+        thread_ab(llm, args, result)
+        with (args.out / "engine.jsonl").open("a") as f:
+            f.write(json.dumps(result) + "\n")
+        print(json.dumps(result), flush=True)
+        os._exit(0)
     greedy = {}
     for label, (count, length, out_tokens) in SETS.items():
         params = SamplingParams(max_tokens=out_tokens, temperature=0.0, detokenize=False,
