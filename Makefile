@@ -41,7 +41,7 @@ cpu_tests = $(call touched,$(1),$(2),--tests $(addprefix --skip ,$(CUDA_ONLY_TES
 fork_ruff = $(RUFF) check --no-cache -q $(1) && $(RUFF) format --no-cache --check -q $(1)
 BASE_TAG := $$($(ASK) info base-tag)
 
-.PHONY: fork patches changelog apply install test test-current test-current-bases test-bases test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
+.PHONY: fork patches changelog apply install test test-current test-bases fork-heads test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
 fork: engine
 	$(ENGINE) fork --install
@@ -66,7 +66,7 @@ apply: engine
 	@test -n "$(TREE)" || { echo "usage: make apply TREE=/path/to/vllm [BRANCH=$(BRANCH)]"; exit 2; }
 	$(ENGINE) apply --tree "$(TREE)" --branch "$(BRANCH)"
 
-test: test-engine lint-fork test-bases test-current-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-standalone test-fork
+test: test-engine lint-fork test-bases test-drift test-roundtrip test-bisect bench-smoke test-wheel demo-smoke test-standalone test-fork
 
 # A fork that drifted (reformatted at 100 columns, methods added, fields
 # reordered, a comment edited; eplb_fork/drift.py): the series still applies
@@ -116,23 +116,34 @@ test-roundtrip: engine
 	test "$$(git -C build/am-check rev-parse 'HEAD^{tree}')" = "$$(git -C $(FORK) rev-parse 'HEAD^{tree}')"
 	@echo "git am of $(PATCHES) reproduces $(FORK)'s tree"
 
-# Other bases (the pinned releases before the first that ships part of the
-# series), built under build/bases/ so that `make fork BASE=x`'s build/fork-x
-# and its venv stay as they are: the series applies (as commits, no install),
-# byte-compiles and passes each fork's own ruff. On the first release that ships part of it
-# (PR #36261) the engine reports those patches as upstream and refuses the
-# rest with that report.
+# Every other pinned release some line is for (`info bases`: each line's
+# releases, eplb_fork/series.py's Line), built under build/bases/ so that
+# `make fork BASE=x`'s build/fork-x and its venv stay as they are: the
+# base's line applies as commits (no install), byte-compiles, and every
+# touched file passes that release's own ruff (as its pre-commit pins it,
+# its pyproject's config). On the first release that ships part of the
+# backport (PR #36261) the engine reports those patches as upstream and
+# refuses the rest with that report.
+FORK_HEADS := series/fork-heads.txt
 test-bases: engine
-	@for v in $$($(ASK) info bases); do \
+	@rm -f build/fork-heads.txt; for v in $$($(ASK) info bases); do \
 	  echo "== base $$v"; \
 	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
 	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 \
 	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
-	  grep -E "^  [0-9a-f]+ applied" build/base-$$v.log; \
+	  grep -E "^series:|^  [0-9a-f]+ applied" build/base-$$v.log; \
 	  (cd build/bases/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
 	    files=$(call touched,$$tag,HEAD,--python) && $(call fork_ruff,$$files) && \
 	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
+	  echo "$$v $$(git -C build/bases/fork-$$v rev-parse HEAD)" >> build/fork-heads.txt; \
 	done
+	@# The forks are the same commits, byte for byte, as $(FORK_HEADS) records:
+	@# a change to the engine leaves them be; a change to a patch changes them
+	@# on purpose, and `make fork-heads` records the new ones with it.
+	@grep -v "^#" $(FORK_HEADS) | diff - build/fork-heads.txt > build/fork-heads.diff \
+	  || { echo "fork commits differ from $(FORK_HEADS) (< recorded, > now):"; \
+	       cat build/fork-heads.diff; echo "intended? make fork-heads"; exit 1; }
+	@echo "fork commits on $$(wc -l < build/fork-heads.txt) bases as $(FORK_HEADS) records"
 	@v=$$($(ASK) info upstream-base) && n=$$($(ASK_ANY) --base $$v info upstream-count) || exit 1; \
 	echo "== base $$v (ships $$n patches of the series)"; \
 	if $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
@@ -140,6 +151,13 @@ test-bases: engine
 	  echo "expected a refusal on $$v"; exit 1; fi; \
 	cat build/base-$$v.log | grep -v "%" | tail -7; \
 	test $$(grep -c "upstream in v$$v .*\[EPLB\]" build/base-$$v.log) -eq $$n
+
+# Records the fork commits test-bases made (run it after test-bases, with
+# the patch change that moved them).
+fork-heads:
+	@test -f build/fork-heads.txt || { echo "no build/fork-heads.txt: make test-bases"; exit 2; }
+	{ echo "# base, HEAD of its fork after its line (make test-bases checks, make fork-heads writes)"; \
+	  cat build/fork-heads.txt; } > $(FORK_HEADS)
 
 # The benchmark's CPU mode under the interpreter: it runs, nothing is timed.
 # The layer benchmark's smoke run checks the load each revision records.
@@ -246,7 +264,7 @@ gpu-bundle: engine
 	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
 
 # The current line's GPU bundles (build/gpu-current/<base>/, one per release
-# in GPU_CURRENT_BASES, each from build/bases/fork-<base> as test-current-bases
+# in GPU_CURRENT_BASES, each from build/bases/fork-<base> as test-bases
 # builds it): its router, eplb_triton.py where the release has it, and
 # EplbLayerState, its kernel tests, the router (and eplb_triton.py) of
 # upstream's release and of each patch that changes the kernel, and the
@@ -287,28 +305,14 @@ test-standalone: gpu-bundle
 	  eplb_fork/fork_venv_tests
 
 # The current line (series/current, our follow-ups on upstream's own code)
-# on vLLM 0.25-0.34. test-current-bases (in `make test`; under build/bases/):
-# on every pinned release of the line the line applies as commits, byte-compiles and passes
-# that release's own ruff (0.14.0 as its pre-commit pins, its pyproject's
-# config). test-current (its own target, as it installs a second vLLM:
-# torch 2.14, about 10 GB; CI runs it after `make test`): the newest is
-# built and installed as `make fork BASE=$(CURRENT_BASE)` does, and the
-# line's tests run there on CPU, the kernels under Triton's interpreter.
+# installed: test-current (its own target, as it installs a second vLLM:
+# torch 2.14, about 10 GB; CI runs it after `make test`) builds the newest
+# release as `make fork BASE=$(CURRENT_BASE)` does, and runs the line's
+# tests there on CPU, the kernels under Triton's interpreter, at HEAD and at
+# every commit. test-bases applies, compiles and lints it on every release.
 CURRENT_BASE := 0.34.0
 CURRENT_FORK := build/fork-$(CURRENT_BASE)
 CURRENT_ASK := $(ASK_ANY) --base $(CURRENT_BASE) --fork $(abspath $(CURRENT_FORK))
-test-current-bases: engine
-	@for v in $(CURRENT_BASE) $$($(CURRENT_ASK) info bases); do \
-	  echo "== current line on $$v"; \
-	  $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork build/bases/fork-$$v \
-	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 \
-	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
-	  grep -E "^series:|^  [0-9a-f]+ applied" build/base-$$v.log; \
-	  (cd build/bases/fork-$$v && tag=$$($(ASK_ANY) --base $$v info base-tag) && \
-	    files=$$($(ASK_ANY) --base $$v touched --tree . --python $$tag HEAD) && \
-	    $(call fork_ruff,$$files) && \
-	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files) || exit 1; \
-	done
 
 test-current: engine
 	$(MAKE) --no-print-directory fork BASE=$(CURRENT_BASE)

@@ -16,8 +16,7 @@ from eplb_fork.baserepo import base_tag, fresh_base
 from eplb_fork.export import export_patches
 from eplb_fork.gittree import Repo
 from eplb_fork.series import (
-    BACKPORT,
-    CURRENT,
+    LINES,
     Line,
     changelog,
     line_for,
@@ -31,7 +30,7 @@ BUILD = REPO_ROOT / "build"
 INFO_FACTS = {
     "version": "the fork's version, 0.19.1+eplb.N (N commits on its base)",
     "base-tag": "the tag of the base commit in the fork",
-    "bases": "the other pinned releases the base's line applies to whole",
+    "bases": "every other pinned release some line is for, line by line",
     "upstream-base": "the first release that ships part of the series",
     "upstream-count": "how many patches the base release ships",
 }
@@ -156,15 +155,9 @@ def cmd_info(args: argparse.Namespace) -> None:
     elif args.fact == "base-tag":
         print(base_tag(release))
     elif args.fact == "bases":
-        line = line_for(release.version)
-        pinned = load_pins()[1]
-        if line is CURRENT:
-            bases = info.current_line_bases(release.version, pinned)
-        else:
-            bases = info.other_bases(line.patches(), release.version, pinned)
-        print(" ".join(bases))
+        print(" ".join(info.bases_to_test(release.version, load_pins()[1])))
     elif args.fact == "upstream-base":
-        print(pinned_release(info.upstream_release(BACKPORT.patches())).version)
+        print(pinned_release(info.shipping_release()).version)
     elif args.fact == "upstream-count":
         print(info.upstream_count(line_for(release.version).patches(), release.version))
 
@@ -189,7 +182,7 @@ def cmd_revision(args: argparse.Namespace) -> None:
 
 def cmd_changelog(args: argparse.Namespace) -> None:
     readme = REPO_ROOT / "README.md"
-    for line in (BACKPORT, CURRENT):
+    for line in LINES:
         patches = line.patches()
         readme.write_text(with_changelog(readme.read_text(), changelog(patches), line))
         print(f"wrote the {line.name} line's table ({len(patches)} patches) into README.md")

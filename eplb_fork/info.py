@@ -1,6 +1,7 @@
 """What the Makefile asks the engine instead of deriving it: the bases worth
-testing (from requirements/base.toml and the series' Applied-Upstream
-metadata) and the files a span of commits adds or edits."""
+testing (from requirements/base.toml, the lines' first releases and the
+series' Applied-Upstream metadata) and the files a span of commits adds or
+edits."""
 
 from __future__ import annotations
 
@@ -12,30 +13,43 @@ from packaging.version import Version
 from eplb_fork import EngineError
 from eplb_fork.apply import already_upstream
 from eplb_fork.gittree import Repo
-from eplb_fork.series import Patch, current_line_start
+from eplb_fork.series import LINES, Line, Patch
 
 
-def upstream_release(patches: list[Patch]) -> str:
-    """The first release that ships part of the series."""
+def upstream_release(patches: list[Patch]) -> str | None:
+    """The first release that ships part of the series; None if none does."""
     shipped = [patch.upstream_version for patch in patches if patch.upstream_version]
-    if not shipped:
+    return min(shipped, key=Version) if shipped else None
+
+
+def line_releases(line: Line, pinned: Iterable[str], lines: tuple[Line, ...] = LINES) -> list[str]:
+    """The pinned releases `line` is for, newest first (Line says which)."""
+    later = lines[lines.index(line) + 1 :]
+    ends = [upstream_release(line.patches())] + [other.first_release for other in later]
+    end = min((Version(v) for v in ends if v), default=None)
+    start = Version(line.first_release) if line.first_release else None
+    ours = (
+        version
+        for version in pinned
+        if (start is None or Version(version) >= start) and (end is None or Version(version) < end)
+    )
+    return sorted(ours, key=Version, reverse=True)
+
+
+def bases_to_test(base: str, pinned: Iterable[str], lines: tuple[Line, ...] = LINES) -> list[str]:
+    """What `make test-bases` builds: every pinned release some line is for,
+    but `base` (built as build/fork), line by line, newest first in each."""
+    pinned = list(pinned)
+    return [v for line in lines for v in line_releases(line, pinned, lines) if v != base]
+
+
+def shipping_release(lines: tuple[Line, ...] = LINES) -> str:
+    """The first release that ships part of the oldest line: test-bases
+    checks that the engine refuses it there, naming what is upstream."""
+    first = upstream_release(lines[0].patches())
+    if first is None:
         raise EngineError("no patch of the series is Applied-Upstream in a release")
-    return min(shipped, key=Version)
-
-
-def other_bases(patches: list[Patch], base: str, pinned: Iterable[str]) -> list[str]:
-    """The pinned releases besides `base` that the whole series applies to:
-    those before the first release that ships part of it, newest first."""
-    first = Version(upstream_release(patches))
-    older = (version for version in pinned if version != base and Version(version) < first)
-    return sorted(older, key=Version, reverse=True)
-
-
-def current_line_bases(base: str, pinned: Iterable[str]) -> list[str]:
-    """The pinned releases of the current line besides `base`, newest first."""
-    start = Version(current_line_start())
-    newer = (version for version in pinned if version != base and Version(version) >= start)
-    return sorted(newer, key=Version, reverse=True)
+    return first
 
 
 def upstream_count(patches: list[Patch], base: str) -> int:

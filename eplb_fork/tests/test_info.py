@@ -10,13 +10,14 @@ from eplb_fork.__main__ import main
 from eplb_fork.apply import apply_series
 from eplb_fork.base import load_pins
 from eplb_fork.info import (
-    current_line_bases,
-    other_bases,
+    bases_to_test,
+    line_releases,
+    shipping_release,
     touched,
     upstream_count,
     upstream_release,
 )
-from eplb_fork.series import load_series
+from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, load_series
 from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
 
 
@@ -24,32 +25,48 @@ def shipped_in(version: str):
     return replace(SERIES[0], applied_upstream=f"v{version}, url")
 
 
-def test_bases_are_the_pinned_releases_before_the_first_that_ships_the_series():
-    patches = [shipped_in("0.20.0"), shipped_in("0.21.0"), SERIES[2]]
-    pinned = ["0.18.0", "0.19.1", "0.20.0", "0.19.0", "0.21.0"]
-    assert upstream_release(patches) == "0.20.0"
-    assert other_bases(patches, "0.19.1", pinned) == ["0.19.0", "0.18.0"]
-    assert upstream_count(patches, "0.20.0") == 1
-    assert upstream_count(patches, "0.21.0") == 2
+def fake_line(tmp_path, name, first_release, patches):
+    """A line whose folder names `first_release`, with `patches` as its series."""
+    folder = tmp_path / name
+    folder.mkdir()
+    text = f"FIRST_RELEASE = {first_release!r}\n" if first_release else ""
+    (folder / "__init__.py").write_text(text)
+    line = Line(name, folder, "a test line", ("<!-- b -->", "<!-- e -->"))
+    object.__setattr__(line, "patches", lambda: patches)  # the series, without files
+    return line
 
 
-def test_the_pins_and_series_give_the_bases_make_test_checks():
-    patches = load_series()
+def test_a_lines_releases_end_at_the_first_that_ships_part_of_it_or_at_the_next_line(tmp_path):
+    old = fake_line(tmp_path, "old", None, [shipped_in("0.20.0"), shipped_in("0.21.0"), SERIES[2]])
+    new = fake_line(tmp_path, "new", "0.25.0", [SERIES[2]])
+    pinned = ["0.18.0", "0.19.1", "0.20.0", "0.19.0", "0.21.0", "0.25.0", "0.26.0", "0.24.0"]
+    lines = (old, new)
+    assert upstream_release(old.patches()) == "0.20.0"
+    assert upstream_release(new.patches()) is None
+    assert line_releases(old, pinned, lines) == ["0.19.1", "0.19.0", "0.18.0"]
+    assert line_releases(new, pinned, lines) == ["0.26.0", "0.25.0"]
+    # Without the shipped patches the old line would run up to the new one.
+    bare = fake_line(tmp_path, "bare", None, [SERIES[2]])
+    assert line_releases(bare, pinned, (bare, new))[0] == "0.24.0"
+    assert bases_to_test("0.19.1", pinned, lines) == ["0.19.0", "0.18.0", "0.26.0", "0.25.0"]
+    assert shipping_release(lines) == "0.20.0"
+    assert upstream_count(old.patches(), "0.20.0") == 1
+    assert upstream_count(old.patches(), "0.21.0") == 2
+
+
+def test_the_pins_and_lines_give_the_bases_make_test_checks():
     default, releases = load_pins()
-    first = upstream_release(patches)
+    first = shipping_release()
     assert first in releases
-    assert other_bases(patches, default, releases) == ["0.19.0", "0.18.1", "0.18.0"]
-    assert upstream_count(patches, first) >= 3  # at least PR #36261's three commits
-
-
-def test_the_current_lines_bases_are_its_other_pinned_releases():
-    default, releases = load_pins()
-    assert current_line_bases("0.34.0", releases) == [
-        "0.33.0", "0.32.0", "0.31.0", "0.30.0", "0.29.0", "0.28.0",
+    assert line_releases(BACKPORT, releases) == [default, "0.19.0", "0.18.1", "0.18.0"]
+    assert line_releases(CURRENT, releases) == [
+        "0.34.0", "0.33.0", "0.32.0", "0.31.0", "0.30.0", "0.29.0", "0.28.0",
         "0.27.1", "0.27.0", "0.26.0", "0.25.1", "0.25.0",
     ]  # fmt: skip
-    # The backport's bases stay those before the PR shipped.
-    assert "0.31.0" not in other_bases(load_series(), default, releases)
+    assert bases_to_test(default, releases) == [
+        v for line in LINES for v in line_releases(line, releases) if v != default
+    ]
+    assert upstream_count(load_series(), first) >= 3  # at least PR #36261's three commits
 
 
 def test_touched_lists_added_and_edited_files_by_kind(tmp_path):
@@ -94,7 +111,9 @@ def test_revision_finds_a_patch_by_its_trailer(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("fact", "expected"),
-    [("base-tag", "base/v0.19.1"), ("bases", "0.19.0 0.18.1 0.18.0"), ("upstream-base", "0.20.0")],
+    [("base-tag", "base/v0.19.1"), ("upstream-base", "0.20.0"),
+     ("bases", "0.19.0 0.18.1 0.18.0 0.34.0 0.33.0 0.32.0 0.31.0 0.30.0 0.29.0 0.28.0 0.27.1 "
+               "0.27.0 0.26.0 0.25.1 0.25.0")],
 )
 def test_info_prints_one_fact(fact, expected, capsys):
     assert main(["--base", "0.19.1", "info", fact]) == 0

@@ -8,7 +8,6 @@ from eplb_fork.series import (
     CURRENT,
     Patch,
     changelog,
-    changelog_markers,
     line_for,
     unchecked_release_notice,
     with_changelog,
@@ -38,7 +37,7 @@ def test_changelog_rows_name_origin_and_upstream_status():
 @pytest.mark.parametrize("line", [BACKPORT, CURRENT], ids=lambda line: line.name)
 def test_readme_table_is_each_lines_series(line):
     readme = (REPO_ROOT / "README.md").read_text()
-    assert changelog_markers(line)[0] in readme
+    assert line.markers[0] in readme
     assert with_changelog(readme, changelog(line.patches()), line) == readme
 
 
