@@ -41,14 +41,11 @@ from eplb_fork.codemod import (
     python_file,
     replace_statement,
 )
+from series.sites import BASE_ROUTER, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Aggregate expert load per tile before the atomics"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:04:00+00:00"
-
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
 
 
 def apply(tree):

@@ -32,12 +32,12 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
+from series.sites import EPLB_STATE
 
 SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:00:00+00:00"
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
 CODE = "series/fragments/eplb_clean_window_slots.py"
 
 

@@ -65,18 +65,20 @@ from eplb_fork.codemod import (
     uses,
     with_block,
 )
+from series.sites import (
+    BASE_ROUTER,
+    EPLB_STATE,
+    KERNEL,
+    LAUNCHER,
+    MODEL_RUNNER,
+    MOE_RUNNER,
+    PASS_THROUGH,
+)
 
 SUBJECT = "[EPLB] Count only each rank's real tokens under DP and micro-batching"
 ORIGIN = "vendor"
 DATE = "2026-11-29T18:00:00+00:00"
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
-MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
-PASS_THROUGH = "eplb_map_to_physical_and_record"
 WINDOW = ("count_first", "count_end", "count_shift")
 # Any window reuses one compiled kernel.
 UNSPECIALIZED = 'triton.jit(do_not_specialize=["count_first", "count_end", "count_shift"])'

@@ -54,15 +54,12 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
+from series.sites import BASE_ROUTER, KERNEL, LAUNCHER, PASS_THROUGH
 
 SUBJECT = "[EPLB] Launch map+record without Triton's per-call binding"
 ORIGIN = "vendor"
 DATE = "2026-11-29T15:10:00+00:00"
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
-PASS_THROUGH = "eplb_map_to_physical_and_record"
 # What the launcher keeps per MoE layer, in the order they go before it.
 LAYER_STATE = (
     "_direct_launch_verified", "_LayerLaunch", "_layer_launches", "_layer_launch",

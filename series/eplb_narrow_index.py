@@ -42,14 +42,11 @@ from eplb_fork.codemod import (
     replace_statement,
     uses,
 )
+from series.sites import BASE_ROUTER, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Map with 32-bit index math where a launch fits in it"
 ORIGIN = "vendor"
 DATE = "2026-11-30T07:00:00+00:00"
-
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
 
 
 def apply(tree):

@@ -68,16 +68,13 @@ from eplb_fork.codemod import (
     set_call_keyword,
     statement,
 )
+from series.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Count expert load into per-program shards, folded once per step"
 ORIGIN = "vendor"
 DATE = "2026-11-30T05:00:00+00:00"
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
 ELASTIC = "vllm/distributed/elastic_ep/elastic_execute.py"
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
 LAYER_LAUNCH = "_LayerLaunch.__init__"
 SWITCH = "ElasticEPScalingExecutor.switch_and_prepare"
 RECORD_PATHS = "tests/kernels/moe/test_eplb_record_paths.py"

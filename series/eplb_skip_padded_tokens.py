@@ -33,16 +33,11 @@ from eplb_fork.codemod import (
     python_file,
     with_block,
 )
+from series.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER, MODEL_RUNNER
 
 SUBJECT = "[EPLB] Do not record padded tokens as expert load"
 ORIGIN = "vendor, https://github.com/vllm-project/vllm/pull/38128"
 DATE = "2026-11-29T12:02:00+00:00"
-
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
-KERNEL = "_eplb_map_and_record_kernel"
-LAUNCHER = "eplb_map_and_record_triton"
 
 
 def apply(tree):

@@ -33,14 +33,13 @@ from eplb_fork.codemod import (
     python_file,
     replace_statement,
 )
+from series.sites import ELASTIC_EXECUTE, EPLB_STATE
 
 SUBJECT = "[EPLB] Record expert load only inside the rearrangement window"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:01:00+00:00"
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-ELASTIC_EXECUTE = "vllm/distributed/elastic_ep/elastic_execute.py"
 PUBLISH_FLAG = "self._update_layer_should_record(log_stats=log_stats)"
 
 

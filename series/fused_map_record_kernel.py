@@ -40,14 +40,14 @@ from eplb_fork.codemod import (
     replace_statement,
     uses,
 )
+from series.sites import BASE_ROUTER
 
 SUBJECT = "[EPLB] Fuse expert mapping and load recording into one Triton kernel"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:02:00+00:00"
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-KERNEL = "series/fragments/eplb_map_record_pr36261.py"
+PR_KERNEL = "series/fragments/eplb_map_record_pr36261.py"
 FLAG = "self.eplb_state.should_record_tensor"
 
 REQUIRE_FLAG = f"""
@@ -62,7 +62,7 @@ def apply(tree):
     with python_file(tree, BASE_ROUTER) as src:
         ensure_import(src, "from vllm.triton_utils import tl, triton")
         replace_statement(
-            src, "", if_block("current_platform.is_cuda_alike()"), Fragments(KERNEL).code(),
+            src, "", if_block("current_platform.is_cuda_alike()"), Fragments(PR_KERNEL).code(),
             done=defines("_eplb_map_and_record_kernel"),
         )  # fmt: skip
         insert_after(

@@ -7,9 +7,12 @@ version, so a fork that backported part of a later release gets the edits
 that fit its code.
 """
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-ELASTIC_EXECUTE = "vllm/distributed/elastic_ep/elastic_execute.py"
+# The files both lines edit are at the same paths (re-exported for the
+# line's patches, which ask here only).
+from series.sites import BASE_ROUTER as BASE_ROUTER
+from series.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
+from series.sites import EPLB_STATE as EPLB_STATE
+
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
 # From 0.34.0 the replica math and the recording live in one Triton
 # function that the router's kernel and the MegaMoE prepare kernel call.
