@@ -44,6 +44,17 @@ def tree_version(repo: Repo) -> str | None:
     return tag.removeprefix("v") or None
 
 
+def _fixed(patch, patches, outcomes, held) -> tuple[str, str] | None:
+    """The commit and subject of the patch `patch` fixes, from this run or
+    the tree's history; None where it has none (or it is upstream's)."""
+    if not patch.fixes:
+        return None
+    subjects = {p.name: p.subject for p in patches}
+    made = {o.patch.name: o.commit or o.held_in for o in outcomes}
+    commit = made.get(patch.fixes) or held.get(patch.fixes)
+    return (commit, subjects[patch.fixes]) if commit else None
+
+
 def apply_series(
     repo: Repo,
     patches: list[Patch],
@@ -61,7 +72,8 @@ def apply_series(
     Applied-Upstream metadata) are reported and skipped, never applied twice;
     so are patches whose commit (by its patch trailer) HEAD's history holds
     after `since` (the base, when known), however the commits on top of it
-    changed their code since.
+    changed their code since. A patch that fixes an earlier one (FIXES)
+    names that one's commit in a kernel-style `Fixes:` trailer.
     Nothing moves until every patch has been applied: a failure leaves HEAD,
     branches, index and worktree as they were, and reports each patch's state.
     """
@@ -71,6 +83,12 @@ def apply_series(
         raise EngineError(f"{repo.path} has uncommitted changes; commit or stash them first")
     if branch and repo.ref_exists(f"refs/heads/{branch}"):
         raise EngineError(f"branch {branch} already exists in {repo.path}")
+    names = [patch.name for patch in patches]
+    for patch in patches:
+        if patch.fixes and patch.fixes not in names[: names.index(patch.name)]:
+            raise EngineError(
+                f"{patch.name} fixes {patch.fixes}, which is not an earlier patch of its line"
+            )
     start = repo.head()
     held = patch_commits(repo, start, since)
     outcomes = []
@@ -90,7 +108,8 @@ def apply_series(
                         f"nothing was changed: {repo.path} is still at {start[:12]}"
                         + (f"\nbefore it:{report}" if report else "")
                     ) from error
-                commit = draft.commit(patch.message(author), patch.identity(author))
+                message = patch.message(author, _fixed(patch, patches, outcomes, held))
+                commit = draft.commit(message, patch.identity(author))
                 outcome = Outcome(patch, commit)
             outcomes.append(outcome)
             short = (outcome.commit or outcome.held_in or "-" * 12)[:12]

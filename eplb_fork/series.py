@@ -40,11 +40,16 @@ class Patch:
     applied_upstream: str | None  # DEP-3: the release and change that has it
     date: str
     apply: Callable[[object], None]
+    # The earlier patch of the line whose code this one fixes (its name).
+    fixes: str | None = None
 
-    def message(self, author: Identity) -> str:
+    def message(self, author: Identity, fixed: tuple[str, str] | None = None) -> str:
+        """The commit message; `fixed` is the commit and subject of the patch
+        this one fixes, for a kernel-style `Fixes:` trailer."""
         paragraphs = textwrap.dedent(self.body).strip().split("\n\n")
         wrapped = "\n\n".join(_wrap_paragraph(p) for p in paragraphs)
-        trailers = [f"Origin: {self.origin}"]
+        trailers = [f'Fixes: {fixed[0][:12]} ("{fixed[1]}")'] if fixed else []
+        trailers.append(f"Origin: {self.origin}")
         if self.applied_upstream:
             trailers.append(f"Applied-Upstream: {self.applied_upstream}")
         else:
@@ -99,6 +104,7 @@ def load_patch(path: Path) -> Patch:
         applied_upstream=getattr(module, "APPLIED_UPSTREAM", None),
         date=module.DATE,
         apply=module.apply,
+        fixes=getattr(module, "FIXES", None),
     )
 
 

@@ -37,6 +37,8 @@ from series.sites import EPLB_STATE
 SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:00:00+00:00"
+# The flag allocation and the pass handling this fixes came with PR #36261.
+FIXES = "eplb_state_record_gate"
 
 CODE = "series/fragments/eplb_clean_window_slots.py"
 

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,33 @@ def test_each_commit_names_its_patch_in_a_trailer(tmp_path):
     apply_series(repo, [constrain_patch("one", "window_size")], AUTHOR)
     trailer = repo.git("log", "-1", "--format=%(trailers:key=EPLB-Patch,valueonly)")
     assert trailer == "one"
+
+
+def test_a_fix_names_the_commit_it_fixes_in_a_fixes_trailer(tmp_path):
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG})
+    first = constrain_patch("one", "window_size")
+    fix = replace(constrain_patch("two", "step_interval"), fixes="one")
+    apply_series(repo, [first, fix], AUTHOR)
+    fixed = repo.git("rev-parse", "HEAD~1")
+    trailer = repo.git("log", "-1", "--format=%(trailers:key=Fixes,valueonly)")
+    assert trailer == f'{fixed[:12]} ("[EPLB] one")'
+    # Applied later onto a tree that holds the fixed commit, it names that one.
+    again = make_repo(tmp_path / "u", {"config.py": CONFIG})
+    apply_series(again, [first], AUTHOR)
+    held = again.head()
+    apply_series(again, [first, fix], AUTHOR)
+    assert again.git("log", "-1", "--format=%(trailers:key=Fixes,valueonly)") == (
+        f'{held[:12]} ("[EPLB] one")'
+    )
+
+
+def test_a_fix_of_no_patch_of_the_line_is_refused_before_anything_moves(tmp_path):
+    repo = make_repo(tmp_path / "t", {"config.py": CONFIG})
+    before = snapshot(repo)
+    fix = replace(constrain_patch("two", "step_interval"), fixes="nowhere")
+    with pytest.raises(EngineError, match="fixes nowhere, which is not an earlier patch of its line"):
+        apply_series(repo, [fix], AUTHOR)
+    assert snapshot(repo) == before
 
 
 def test_reapplying_the_whole_series_changes_nothing(tmp_path):
