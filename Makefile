@@ -40,6 +40,25 @@ touched = $$($(ASK) touched --tree . $(3) $(1) $(2))
 cpu_tests = $(call touched,$(1),$(2),--tests $(addprefix --skip ,$(CUDA_ONLY_TESTS)))
 fork_ruff = $(RUFF) check --no-cache -q $(1) && $(RUFF) format --no-cache --check -q $(1)
 BASE_TAG := $$($(ASK) info base-tag)
+# Every commit from the base tag to HEAD of fork $(1), as a reviewer
+# bisecting meets it, in a clone at $(2) ($(3): the engine asked about that
+# fork; $(4): the Python of its installed venv, whose compiled extensions
+# the clone borrows): the files it touches pass the fork's ruff and
+# byte-compile, and the tests it adds or edits pass at that commit.
+define bisect_commits
+	rm -rf $(2) && git clone -q $(1) $(2)
+	cp $(1)/vllm/*.so $(1)/vllm/_version.py $(2)/vllm/
+	cd $(2) && tag=$$($(3) info base-tag) && for c in $$(git rev-list --reverse $$tag..HEAD); do \
+	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
+	  files=$(call touched,$$c~1,$$c,--python) && $(call fork_ruff,$$files) && \
+	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files || exit 1; \
+	  tests=$(call cpu_tests,$$c~1,$$c); \
+	  if [ -n "$$tests" ]; then \
+	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(4) -m pytest -q -p no:cacheprovider $$tests \
+	      > $(CURDIR)/$(2).log 2>&1 || { tail -30 $(CURDIR)/$(2).log; exit 1; }; \
+	    tail -1 $(CURDIR)/$(2).log; fi; \
+	done
+endef
 
 .PHONY: fork patches changelog apply install test test-current test-bases fork-heads test-drift test-roundtrip test-bisect bench-smoke test-engine test-fork lint-engine lint-fork gpu-bundle engine wheel test-wheel
 
@@ -92,18 +111,7 @@ test-drift: engine
 # touches pass the fork's ruff and byte-compile, and the tests it adds or
 # edits pass at that commit (on the installed fork's compiled extensions).
 test-bisect: engine
-	rm -rf build/bisect && git clone -q $(FORK) build/bisect
-	cp $(FORK)/vllm/*.so $(FORK)/vllm/_version.py build/bisect/vllm/
-	cd build/bisect && tag=$(BASE_TAG) && for c in $$(git rev-list --reverse $$tag..HEAD); do \
-	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
-	  files=$(call touched,$$c~1,$$c,--python) && $(call fork_ruff,$$files) && \
-	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files || exit 1; \
-	  tests=$(call cpu_tests,$$c~1,$$c); \
-	  if [ -n "$$tests" ]; then \
-	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider $$tests \
-	      > $(CURDIR)/build/bisect-tests.log 2>&1 || { tail -30 $(CURDIR)/build/bisect-tests.log; exit 1; }; \
-	    tail -1 $(CURDIR)/build/bisect-tests.log; fi; \
-	done
+	$(call bisect_commits,$(FORK),build/bisect,$(ASK),$(FORK_PYTHON))
 
 # What goes to review reproduces the fork: `git am` of the numbered patches
 # in build/patches (not the cover letter) on the base gives HEAD's tree.
@@ -321,22 +329,8 @@ test-current: engine
 	  echo "$(CURRENT_BASE) fork ruff: $$(echo $$files | wc -w) files clean" && \
 	  tests=$$($(CURRENT_ASK) touched --tree . --tests $$tag HEAD) && \
 	  $(FORK_TEST_ENV) $(CURDIR)/.venv-$(CURRENT_BASE)/bin/python -m pytest -q -p no:cacheprovider $$tests
-	# Every commit as a reviewer bisecting meets it (as test-bisect does for
-	# the backport): its files pass ruff and compile, its tests pass there.
-	rm -rf build/bisect-current && git clone -q $(CURRENT_FORK) build/bisect-current
-	cp $(CURRENT_FORK)/vllm/*.so $(CURRENT_FORK)/vllm/_version.py build/bisect-current/vllm/
-	cd build/bisect-current && tag=$$($(CURRENT_ASK) info base-tag) && \
-	  for c in $$(git rev-list --reverse $$tag..HEAD); do \
-	  git checkout -q $$c && echo "== $$(git log -1 --format=%s)" && \
-	  files=$$($(CURRENT_ASK) touched --tree . --python $$c~1 $$c) && $(call fork_ruff,$$files) && \
-	    $(CURDIR)/$(ENGINE_VENV)/bin/python -m py_compile $$files || exit 1; \
-	  tests=$$($(CURRENT_ASK) touched --tree . --tests $$c~1 $$c); \
-	  if [ -n "$$tests" ]; then \
-	    PYTHONPATH=$$PWD $(FORK_TEST_ENV) $(CURDIR)/.venv-$(CURRENT_BASE)/bin/python -m pytest -q \
-	      -p no:cacheprovider $$tests > $(CURDIR)/build/bisect-current.log 2>&1 \
-	      || { tail -30 $(CURDIR)/build/bisect-current.log; exit 1; }; \
-	    tail -1 $(CURDIR)/build/bisect-current.log; fi; \
-	done
+	# Every commit as a reviewer bisecting meets it, as test-bisect does.
+	$(call bisect_commits,$(CURRENT_FORK),build/bisect-current,$(CURRENT_ASK),$(CURDIR)/.venv-$(CURRENT_BASE)/bin/python)
 
 engine: $(ENGINE_VENV)/.installed
 
