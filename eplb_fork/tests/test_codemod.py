@@ -247,8 +247,9 @@ def share_flag(self, layer):
 @pytest.fixture
 def fragments(tmp_path, monkeypatch):
     import eplb_fork.codemod as codemod
+    import eplb_fork.codemod.payload
 
-    monkeypatch.setattr(codemod, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(codemod.payload, "REPO_ROOT", tmp_path)
     (tmp_path / "fragment.py").write_text(FRAGMENT)
     return codemod.Fragments("fragment.py")
 
@@ -435,8 +436,9 @@ def test_replace_docstring_and_definition_recognise_their_result():
 
 def test_fragments_body_drops_a_final_return(tmp_path, monkeypatch):
     import eplb_fork.codemod as codemod
+    import eplb_fork.codemod.payload
 
-    monkeypatch.setattr(codemod, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(codemod.payload, "REPO_ROOT", tmp_path)
     (tmp_path / "f.py").write_text(
         'def size(n):\n    """Where."""\n    # Why.\n    block = n * 2\n    return block\n'
     )
