@@ -151,6 +151,10 @@ def main() -> None:
     parser.add_argument("--check-load", action="store_true")
     parser.add_argument("--sync", action="store_true", help="EPLB's synchronous mode")
     parser.add_argument("--thread-ab", action="store_true", help="async thread held back, then on")
+    parser.add_argument(
+        "--bare-thread", action="store_true",
+        help="async mode, its worker replaced by a parked thread that makes no CUDA call",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -167,6 +171,17 @@ def main() -> None:
         return rearrange(self, *a, **kw)
 
     EplbState.rearrange = counted
+    if args.bare_thread:  # harness only: a thread, but none of the worker's CUDA state
+        import threading
+
+        import vllm.distributed.eplb.eplb_state as eplb_state_module
+
+        def bare_worker(state, is_profile=False):
+            thread = threading.Thread(target=threading.Event().wait, daemon=True)
+            thread.start()
+            return thread
+
+        eplb_state_module.start_async_worker = bare_worker
     if args.thread_ab:  # harness only: the engine starts without the thread
         held_back = EplbState.start_async_loop
         EplbState.start_async_loop = lambda self, *a, **kw: None

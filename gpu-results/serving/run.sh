@@ -39,6 +39,7 @@ declare -A variants=(
   [up-eplb8-sync]="up $m128 --eplb 8 --sync"
   [up-eplb0]="up $m128 --eplb 0"
   [up-eplb8-thread-ab]="up $m128 --eplb 8 --thread-ab"
+  [up-eplb8-bare-thread]="up $m128 --eplb 8 --bare-thread"
   [fork-eplb8]="fork $m128 --eplb 8"
   [up-eplb8-rec]="up $m128 --eplb 8 --record --check-load"
   [fork-eplb8-rec]="fork $m128 --eplb 8 --record --check-load"
