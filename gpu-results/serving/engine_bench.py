@@ -62,6 +62,49 @@ def thread_cpu() -> dict[str, float]:
     return seconds
 
 
+class MainThreadProbe:
+    """What the calling thread spent between two points: user and system CPU,
+    minor page faults, voluntary and involuntary context switches (from
+    /proc), and time in Python's garbage collector (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+        import threading
+
+        self.task = Path(f"/proc/self/task/{threading.get_native_id()}")
+        self.gc_s, self.gc_runs, self._gc_t0 = 0.0, 0, 0.0
+
+        def timed(phase, info):
+            if phase == "start":
+                self._gc_t0 = time.perf_counter()
+            else:
+                self.gc_s += time.perf_counter() - self._gc_t0
+                self.gc_runs += 1
+
+        gc.callbacks.append(timed)
+
+    def snapshot(self) -> dict[str, float]:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = (self.task / "stat").read_text().rsplit(")", 1)[1].split()
+        status = dict(
+            line.split(":", 1) for line in (self.task / "status").read_text().splitlines()
+        )
+        return {
+            "user_s": int(fields[11]) / ticks, "sys_s": int(fields[12]) / ticks,
+            "minflt": int(fields[7]), "cpu": int(fields[36]),
+            "vol_cs": int(status["voluntary_ctxt_switches"]),
+            "invol_cs": int(status["nonvoluntary_ctxt_switches"]),
+            "gc_s": self.gc_s, "gc_runs": self.gc_runs,
+        }  # fmt: skip
+
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.snapshot()
+        delta = {k: round(now[k] - before[k], 4) for k in now if k != "cpu"}
+        delta["cpu_last"] = now["cpu"]
+        delta["affinity"] = len(os.sched_getaffinity(0))
+        return delta
+
+
 def machine_busy() -> tuple[int, int]:
     """The machine's busy and total CPU ticks so far, over all processes."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -120,7 +163,7 @@ def start_async_thread(worker):
     return state.async_worker is not None
 
 
-def thread_ab(llm, args, result) -> None:
+def thread_ab(llm, args, result, probe) -> None:
     """1024-token prefill steps in one engine, first without EPLB's async
     worker thread, then with it: the thread's own cost, nothing else changed."""
     from vllm import SamplingParams
@@ -130,7 +173,7 @@ def thread_ab(llm, args, result) -> None:
     for label in ("no_async_thread", "async_thread"):
         if label == "async_thread":
             result["thread_started"] = llm.collective_rpc(start_async_thread)[0]
-        times = []
+        times, before = [], probe.snapshot()
         for call in range(CALLS + 2):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -139,6 +182,7 @@ def thread_ab(llm, args, result) -> None:
             if call >= 2:
                 times.append((time.perf_counter() - t0) * 1000)
         result[f"prefill_2x512_{label}_ms"] = round(statistics.median(times), 2)
+        result[f"prefill_2x512_{label}_main_thread"] = probe.since(before)
         print(args.name, label, result[f"prefill_2x512_{label}_ms"], "ms", flush=True)
 
 
@@ -152,8 +196,9 @@ def main() -> None:
     parser.add_argument("--sync", action="store_true", help="EPLB's synchronous mode")
     parser.add_argument("--thread-ab", action="store_true", help="async thread held back, then on")
     parser.add_argument(
-        "--bare-thread", action="store_true",
-        help="async mode, its worker replaced by a parked thread that makes no CUDA call",
+        "--stand-in-thread", choices=("bare", "device", "stream"),
+        help="async mode, its worker replaced by a parked thread that first makes"
+        " no CUDA call (bare), sets the device (device), or also takes a stream",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -171,22 +216,30 @@ def main() -> None:
         return rearrange(self, *a, **kw)
 
     EplbState.rearrange = counted
-    if args.bare_thread:  # harness only: a thread, but none of the worker's CUDA state
+    if args.stand_in_thread:  # harness only: a parked thread with part of the worker's state
         import threading
 
         import vllm.distributed.eplb.eplb_state as eplb_state_module
 
-        def bare_worker(state, is_profile=False):
-            thread = threading.Thread(target=threading.Event().wait, daemon=True)
+        def stand_in(state, is_profile=False):
+            def park():
+                if args.stand_in_thread != "bare":
+                    torch.accelerator.set_device_index(state.cuda_device_index)
+                if args.stand_in_thread == "stream":
+                    torch.cuda.Stream(device=state.cuda_device_index)
+                threading.Event().wait()
+
+            thread = threading.Thread(target=park, daemon=True)
             thread.start()
             return thread
 
-        eplb_state_module.start_async_worker = bare_worker
+        eplb_state_module.start_async_worker = stand_in
     if args.thread_ab:  # harness only: the engine starts without the thread
         held_back = EplbState.start_async_loop
         EplbState.start_async_loop = lambda self, *a, **kw: None
 
     shadow = LoadShadow() if args.check_load else None
+    probe = MainThreadProbe()
     started = time.monotonic()
     llm = LLM(
         model=args.model, tokenizer=args.model, load_format="dummy", dtype="bfloat16",
@@ -204,11 +257,16 @@ def main() -> None:
             for row in shadow.rows.values():
                 row.zero_()
         baseline, _ = llm.collective_rpc(window_of)[0]
+    import sys
+    import threading
+
     result = {"name": args.name, "vllm": vllm.__version__, "eplb": args.eplb,
+              "threads": sorted(t.name for t in threading.enumerate()),
+              "switch_interval_s": sys.getswitchinterval(),
               "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
     if args.thread_ab:
         EplbState.start_async_loop = held_back
-        thread_ab(llm, args, result)
+        thread_ab(llm, args, result, probe)
         with (args.out / "engine.jsonl").open("a") as f:
             f.write(json.dumps(result) + "\n")
         print(json.dumps(result), flush=True)
@@ -218,7 +276,7 @@ def main() -> None:
         params = SamplingParams(max_tokens=out_tokens, temperature=0.0, detokenize=False,
                                 ignore_eos=True)  # fmt: skip
         times = []
-        threads_before, busy_before = thread_cpu(), machine_busy()
+        threads_before, busy_before, main_before = thread_cpu(), machine_busy(), probe.snapshot()
         for call in range(CALLS + 2):
             batch = prompts(count, length, seed=call)
             torch.cuda.synchronize()
@@ -239,6 +297,7 @@ def main() -> None:
         cores = os.cpu_count() or 1
         share = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
         result[label + "_machine_busy_cores"] = round(share * cores, 2)
+        result[label + "_main_thread"] = probe.since(main_before)
         print(args.name, label, result[label + "_ms"], "ms", flush=True)
     result["greedy"] = greedy
     # One 1024-token prefill step under the profiler: host time per op.

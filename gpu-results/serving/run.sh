@@ -39,11 +39,16 @@ declare -A variants=(
   [up-eplb8-sync]="up $m128 --eplb 8 --sync"
   [up-eplb0]="up $m128 --eplb 0"
   [up-eplb8-thread-ab]="up $m128 --eplb 8 --thread-ab"
-  [up-eplb8-bare-thread]="up $m128 --eplb 8 --bare-thread"
+  [up-eplb8-bare-thread]="up $m128 --eplb 8 --stand-in-thread bare"
+  [up-eplb8-device-thread]="up $m128 --eplb 8 --stand-in-thread device"
+  [up-eplb8-stream-thread]="up $m128 --eplb 8 --stand-in-thread stream"
+  [up-eplb8-nocache]="up $m128 --eplb 8"
   [fork-eplb8]="fork $m128 --eplb 8"
   [up-eplb8-rec]="up $m128 --eplb 8 --record --check-load"
   [fork-eplb8-rec]="fork $m128 --eplb 8 --record --check-load"
 )
+# extra environment of a variant
+declare -A variant_env=([up-eplb8-nocache]="VLLM_DISABLE_COMPILE_CACHE=1")
 case ${1:-engine} in
 engine)
   shift || true
@@ -52,7 +57,7 @@ engine)
   for name in "${names[@]}"; do
     set -- ${variants[$name]}
     which=$1 model=$2; shift 2
-    PYTHONPATH=$(site $which):$here VLLM_ENABLE_V1_MULTIPROCESSING=0 timeout ${VARIANT_LIMIT:-240} \
+    env ${variant_env[$name]:-} PYTHONPATH=$(site $which):$here VLLM_ENABLE_V1_MULTIPROCESSING=0 timeout ${VARIANT_LIMIT:-240} \
       python3 "$here/engine_bench.py" --name "$name" --model "$model" --out "$out" "$@" \
       >> "$out/log-$name.txt" 2>&1
     rc=$?
