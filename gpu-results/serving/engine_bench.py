@@ -186,6 +186,41 @@ def thread_ab(llm, args, result, probe) -> None:
         print(args.name, label, result[f"prefill_2x512_{label}_ms"], "ms", flush=True)
 
 
+def host_speed() -> dict[str, float]:
+    """This process's host speed right now: a fixed pure-Python workload and
+    1000 empty device allocations (one dispatch each), in ms."""
+    t0 = time.perf_counter()
+    sum(len(str(i)) for i in range(100_000))
+    t1 = time.perf_counter()
+    for _ in range(1000):
+        torch.empty(16, device="cuda")
+    t2 = time.perf_counter()
+    return {"python_ms": round((t1 - t0) * 1000, 3), "dispatch_ms": round((t2 - t1) * 1000, 3)}
+
+
+def serve_steps(llm, probe) -> None:
+    """--steps: one 1024-token prefill step (2 x 512) per "call SEED" line on
+    stdin, answered by a JSON line: its time, the main thread's CPU, and the
+    host speed measured just before. paired_bench.py drives several of these
+    engines in turn, so their calls are side by side in time."""
+    import sys
+
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False, ignore_eos=True)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        seed = int(line.split()[1])
+        speed, before = host_speed(), probe.snapshot()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        llm.generate(prompts(2, 512, seed=seed), params, use_tqdm=False)
+        torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1000
+        used = probe.since(before)
+        print(json.dumps({"ms": round(ms, 3), "user_s": used["user_s"], **speed}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -200,6 +235,8 @@ def main() -> None:
         help="async mode, its worker replaced by a parked thread that first makes"
         " no CUDA call (bare), sets the device (device), or also takes a stream",
     )  # fmt: skip
+    parser.add_argument("--steps", action="store_true", help="steps on request (stdin)")
+    parser.add_argument("--gpu-share", type=float, default=0.85)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -244,7 +281,7 @@ def main() -> None:
     llm = LLM(
         model=args.model, tokenizer=args.model, load_format="dummy", dtype="bfloat16",
         enable_expert_parallel=True, enable_prefix_caching=False, max_model_len=4096,
-        max_num_batched_tokens=16384, max_num_seqs=64, gpu_memory_utilization=0.85,
+        max_num_batched_tokens=16384, max_num_seqs=64, gpu_memory_utilization=args.gpu_share,
         seed=0, **eplb_kwargs(args.eplb, args.record, not args.sync),
         # Graphs up to the decode batch (512 by default): engine start halves,
         # and steps above 64 tokens run eagerly, as those above 512 do anyway.
@@ -264,6 +301,9 @@ def main() -> None:
               "threads": sorted(t.name for t in threading.enumerate()),
               "switch_interval_s": sys.getswitchinterval(),
               "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    if args.steps:
+        serve_steps(llm, probe)
+        os._exit(0)
     if args.thread_ab:
         EplbState.start_async_loop = held_back
         thread_ab(llm, args, result, probe)

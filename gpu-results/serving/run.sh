@@ -4,6 +4,7 @@
 # wheels in /tmp/deps); carry build/serving and .big/vllm-0.26.0 (its
 # SHA256SUMS and WHEEL.sha256).
 #   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine, in this order
+#   bash gpu-results/serving/run.sh paired BASELINE VARIANT ...  # engines side by side, 16 layers
 #   bash gpu-results/serving/run.sh serve                   # vllm serve + client, EPLB on/off
 #   bash gpu-results/serving/run.sh serve2                  # the same at DP=2 (two GPUs)
 # EPLB runs on one GPU with vLLM's TP x DP > 1 check lifted in the harness's
@@ -25,6 +26,7 @@ python3 "$here/models.py" /tmp/models/qwen3-30b-a3b > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-136 --experts 136 > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-24l --layers 24 > /dev/null
 python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-16l --layers 16 > /dev/null
+python3 "$here/models.py" /tmp/models/qwen3-30b-a3b-16l-136 --layers 16 --experts 136 > /dev/null
 cp build/serving/overlay/SERIES "$out/fork-series.txt"
 export VLLM_USE_FLASHINFER_SAMPLER=0 EPLB_ONE_GPU_LIFT=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -65,6 +67,16 @@ engine)
     grep -E '^\{' "$out/log-$name.txt" | tail -1 | cut -c1-600
     [ $rc -eq 0 ] || grep -v Warning "$out/log-$name.txt" | tail -15
   done ;;
+paired)
+  # The same variants on 16 layers, all engines up at once, steps taken in turn.
+  shift; declare -A layers16=([$m128]=/tmp/models/qwen3-30b-a3b-16l [$m136]=/tmp/models/qwen3-30b-a3b-16l-136)
+  specs=()
+  for name in "$@"; do
+    set -- ${variants[$name]}
+    which=$1 model=${layers16[$2]}; shift 2
+    specs+=(--variant "$name" "$(site $which):$here" "--model $model $*")
+  done
+  python3 "$here/paired_bench.py" --out "$out" --baseline "${specs[1]}" --share 0.21 "${specs[@]}" ;;
 serve)
   # Four servers at once (upstream and fork, EPLB on and off): 16 layers fit.
   python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-16l \
