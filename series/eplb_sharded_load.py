@@ -124,7 +124,7 @@ def apply(tree):
             remove_statement(src, LAUNCHER, assigns(gone))
         tile = code.body("tile_of_256_ids")
         replace_statement(src, LAUNCHER, assigns("block_size"), tile, done=statement(tile))
-        warps = "num_warps = 4"
+        warps = code.body("four_warps")
         replace_statement(src, LAUNCHER, assigns("num_warps"), warps, done=statement(warps))
         remove_element(src, LAUNCHER, assigns("args"), "bins")
         set_call_keyword(src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",

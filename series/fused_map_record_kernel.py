@@ -48,17 +48,12 @@ APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:02:00+00:00"
 
 PR_KERNEL = "series/fragments/eplb_map_record_pr36261.py"
+CHECKS = "series/fragments/eplb_router_record_flag.py"
 FLAG = "self.eplb_state.should_record_tensor"
-
-REQUIRE_FLAG = f"""
-if {FLAG} is None:
-    raise ValueError(
-        "enable_eplb=True requires should_record_tensor != None"
-    )
-"""
 
 
 def apply(tree):
+    checks = Fragments(CHECKS)
     with python_file(tree, BASE_ROUTER) as src:
         ensure_import(src, "from vllm.triton_utils import tl, triton")
         replace_statement(
@@ -67,11 +62,12 @@ def apply(tree):
         )  # fmt: skip
         insert_after(
             src, "BaseRouter._validate_eplb_state",
-            if_block("self.eplb_state.logical_replica_count is None"), REQUIRE_FLAG,
+            if_block("self.eplb_state.logical_replica_count is None"),
+            checks.body("require_record_flag"),
         )  # fmt: skip
         insert_after(
             src, "BaseRouter._apply_eplb_mapping",
-            uses("self.eplb_state.logical_replica_count"), f"assert {FLAG} is not None",
+            uses("self.eplb_state.logical_replica_count"), checks.body("assert_record_flag"),
         )  # fmt: skip
         add_call_keyword(
             src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",

@@ -12,7 +12,7 @@ patch is recognised as "already applied".
 A missing anchor raises `AnchorMissing` naming the anchor and the file.
 
 The package by job: `shapes` (what anchors look like), `pyfile` (a file
-and its scopes), `additions` and `rewrites` (the edits), `payload` (files
+and its scopes), `imports`, `additions` and `rewrites` (the edits), `payload` (files
 and fragments from this repo), on `nodes` (shared libcst helpers) and
 `base` (errors, the tree).
 """
@@ -24,16 +24,14 @@ from eplb_fork.codemod.additions import (
     add_parameter,
     after_blank_line,
     append_to,
-    constrain_field,
     enclose,
-    ensure_import,
-    import_names,
     insert_after,
     insert_before,
     insert_below_comments,
     insert_element,
 )
 from eplb_fork.codemod.base import AnchorMissing, Conflict, Tree
+from eplb_fork.codemod.imports import constrain_field, ensure_import, import_names
 from eplb_fork.codemod.nodes import INDENT, parse_statements
 from eplb_fork.codemod.payload import Fragments, bring_file
 from eplb_fork.codemod.pyfile import PythonFile, python_file

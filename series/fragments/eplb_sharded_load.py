@@ -67,6 +67,12 @@ def tile_of_256_ids():
     return block_size
 
 
+def four_warps():
+    """Replaces the launcher's warp count, which followed the histogram tile."""
+    num_warps = 4
+    return num_warps
+
+
 def launcher_docstring() -> None:
     """The launcher's docstring (below), now with the shards."""
     """Map logical expert ids to physical ones and, when `record_enabled`
