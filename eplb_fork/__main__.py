@@ -18,6 +18,7 @@ from eplb_fork.gittree import Repo
 from eplb_fork.series import (
     LINES,
     Line,
+    between_lines,
     changelog,
     line_for,
     patch_commits,
@@ -32,7 +33,6 @@ INFO_FACTS = {
     "base-tag": "the tag of the base commit in the fork",
     "bases": "every other pinned release some line is for, line by line",
     "upstream-base": "the first release that ships part of the series",
-    "upstream-count": "how many patches the base release ships",
 }
 
 
@@ -70,6 +70,8 @@ def _installed_version(release: Release, fork: Path, applied: int | None = None)
 
 
 def _line(version: str | None) -> Line:
+    if reason := between_lines(version):
+        raise EngineError(reason)
     line = line_for(version)
     if notice := unchecked_release_notice(version, load_pins()[1]):
         print(notice, flush=True)
@@ -158,8 +160,6 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(" ".join(info.bases_to_test(release.version, load_pins()[1])))
     elif args.fact == "upstream-base":
         print(pinned_release(info.shipping_release()).version)
-    elif args.fact == "upstream-count":
-        print(info.upstream_count(line_for(release.version).patches(), release.version))
 
 
 def cmd_touched(args: argparse.Namespace) -> None:

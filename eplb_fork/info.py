@@ -11,27 +11,19 @@ from pathlib import PurePosixPath
 from packaging.version import Version
 
 from eplb_fork import EngineError
-from eplb_fork.apply import already_upstream
 from eplb_fork.gittree import Repo
-from eplb_fork.series import LINES, Line, Patch
-
-
-def upstream_release(patches: list[Patch]) -> str | None:
-    """The first release that ships part of the series; None if none does."""
-    shipped = [patch.upstream_version for patch in patches if patch.upstream_version]
-    return min(shipped, key=Version) if shipped else None
+from eplb_fork.series import LINES, Line, line_end, upstream_release
 
 
 def line_releases(line: Line, pinned: Iterable[str], lines: tuple[Line, ...] = LINES) -> list[str]:
     """The pinned releases `line` is for, newest first (Line says which)."""
-    later = lines[lines.index(line) + 1 :]
-    ends = [upstream_release(line.patches())] + [other.first_release for other in later]
-    end = min((Version(v) for v in ends if v), default=None)
+    end = line_end(line, lines)
     start = Version(line.first_release) if line.first_release else None
     ours = (
         version
         for version in pinned
-        if (start is None or Version(version) >= start) and (end is None or Version(version) < end)
+        if (start is None or Version(version) >= start)
+        and (end is None or Version(version) < Version(end))
     )
     return sorted(ours, key=Version, reverse=True)
 
@@ -50,10 +42,6 @@ def shipping_release(lines: tuple[Line, ...] = LINES) -> str:
     if first is None:
         raise EngineError("no patch of the series is Applied-Upstream in a release")
     return first
-
-
-def upstream_count(patches: list[Patch], base: str) -> int:
-    return sum(already_upstream(patch, base) for patch in patches)
 
 
 def is_test(path: str) -> bool:

@@ -194,6 +194,39 @@ def unchecked_release_notice(version: str | None, pinned: Iterable[str]) -> str 
     )
 
 
+def upstream_release(patches: list[Patch]) -> str | None:
+    """The first release that ships part of `patches`; None if none does."""
+    shipped = [patch.upstream_version for patch in patches if patch.upstream_version]
+    return min(shipped, key=Version) if shipped else None
+
+
+def line_end(line: Line, lines: tuple[Line, ...] = LINES) -> str | None:
+    """The first release past `line`'s: the next line's first, or the first
+    release that ships one of its patches if that comes earlier; None for a
+    last line none of whose patches is upstream."""
+    later = lines[lines.index(line) + 1 :]
+    ends = [upstream_release(line.patches())] + [other.first_release for other in later]
+    return min((v for v in ends if v), key=Version, default=None)
+
+
+def between_lines(version: str | None, lines: tuple[Line, ...] = LINES) -> str | None:
+    """Why no line is for `version` (past the end of the line it falls in,
+    before the next one's first release); None if one is. Said before any
+    work, so a tree between the lines is left as it was."""
+    if not version:
+        return None
+    line = line_for(version, lines)
+    end = line_end(line, lines)
+    if end is None or Version(version) < Version(end):
+        return None
+    later = lines[lines.index(line) + 1 :]
+    after = f" and before the {later[0].name} line (from {later[0].first_release})" if later else ""
+    return (
+        f"vLLM {version} is past the {line.name} line ({end} ships part of it){after}: "
+        f"no line is checked on {version}; nothing was changed"
+    )
+
+
 def line_for(version: str | None, lines: tuple[Line, ...] = LINES) -> Line:
     """The last line whose first release `version` has reached; the oldest
     line where the version is unknown (a checkout without one)."""

@@ -3,15 +3,18 @@
 from eplb_fork import REPO_ROOT
 import pytest
 
+from eplb_fork.__main__ import main
 from eplb_fork.series import (
     BACKPORT,
     CURRENT,
     Patch,
+    between_lines,
     changelog,
     line_for,
     unchecked_release_notice,
     with_changelog,
 )
+from eplb_fork.tests.test_apply import make_repo, snapshot
 
 
 def patch(subject: str, origin: str, applied_upstream: str | None = None) -> Patch:
@@ -60,3 +63,27 @@ def test_a_release_newer_than_every_pin_is_named_as_unchecked():
     )
     for checked in ("0.34.0", "0.30.0", "0.19.1", None):
         assert unchecked_release_notice(checked, pinned) is None
+
+
+@pytest.mark.parametrize("version", ["0.20.0", "0.22.1", "0.24.0", "0.24.9"])
+def test_a_release_between_the_lines_is_named_so(version):
+    reason = between_lines(version)
+    assert reason is not None
+    assert reason == (
+        f"vLLM {version} is past the backport line (0.20.0 ships part of it) and before the "
+        f"current line (from {CURRENT.first_release}): no line is checked on {version}; "
+        "nothing was changed"
+    )
+
+
+@pytest.mark.parametrize("version", [None, "0.17.1", "0.19.1", "0.25.0", "0.34.0", "1.2.0"])
+def test_a_release_some_line_is_for_is_not_between_lines(version):
+    assert between_lines(version) is None
+
+
+def test_apply_refuses_a_tree_between_the_lines_before_touching_it(tmp_path, capsys):
+    repo = make_repo(tmp_path / "vllm", {"PKG-INFO": "Name: vllm\nVersion: 0.22.0\n"})
+    before = snapshot(repo)
+    assert main(["apply", "--tree", str(repo.path), "--branch", "eplb"]) == 1
+    assert "vLLM 0.22.0 is past the backport line" in capsys.readouterr().err
+    assert snapshot(repo) == before
