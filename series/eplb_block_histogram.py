@@ -51,21 +51,37 @@ DATE = "2026-11-29T12:04:00+00:00"
 def apply(tree):
     code = Fragments("series/fragments/eplb_block_histogram.py")
     with python_file(tree, BASE_ROUTER) as src:
-        add_definitions(src, code.definition("MAX_HISTOGRAM_BINS"), after=defines(KERNEL))
-        add_parameter(src, KERNEL, "HISTOGRAM_BINS", before="BLOCK_SIZE",
-                      annotation="tl.constexpr")  # fmt: skip
+        add_definitions(src, code=code.definition("MAX_HISTOGRAM_BINS"), after=defines(KERNEL))
+        add_parameter(
+            src, KERNEL, name="HISTOGRAM_BINS", before="BLOCK_SIZE", annotation="tl.constexpr"
+        )
         enclose(
-            src, KERNEL, call_statement("tl.atomic_add"), code.body("count_per_tile"),
+            src,
+            KERNEL,
+            anchor=call_statement("tl.atomic_add"),
+            code=code.body("count_per_tile"),
             done=if_block("HISTOGRAM_BINS > 0"),
-        )  # fmt: skip
+        )
         replace_statement(
-            src, LAUNCHER, assigns("block_size"), code.body("size_tiles"),
+            src,
+            LAUNCHER,
+            anchor=assigns("block_size"),
+            code=code.body("size_tiles"),
             done=assigns("min_block"),
-        )  # fmt: skip
+        )
         launch = f"{KERNEL}[...]"
-        add_call_keyword(src, LAUNCHER, launch, "HISTOGRAM_BINS", "bins if use_histogram else 0")
         add_call_keyword(
-            src, LAUNCHER, launch, "num_warps",
-            "16 if block_size >= 1024 else (8 if block_size >= 512 else 4)",
-        )  # fmt: skip
+            src,
+            LAUNCHER,
+            callee=launch,
+            keyword="HISTOGRAM_BINS",
+            value="bins if use_histogram else 0",
+        )
+        add_call_keyword(
+            src,
+            LAUNCHER,
+            callee=launch,
+            keyword="num_warps",
+            value="16 if block_size >= 1024 else (8 if block_size >= 512 else 4)",
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_record_paths.py")

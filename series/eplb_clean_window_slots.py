@@ -55,11 +55,15 @@ def fix_window_slots(tree, flag_allocator: str) -> None:
     allocate = code.body("allocate_flag_from_the_rule")
     with python_file(tree, EPLB_STATE) as src:
         replace_statement(
-            src, flag_allocator,
-            if_block("self.should_record_tensor is None and layer_states"),
-            allocate, done=statement(allocate),
-        )  # fmt: skip
+            src,
+            flag_allocator,
+            anchor=if_block("self.should_record_tensor is None and layer_states"),
+            code=allocate,
+            done=statement(allocate),
+        )
         insert_before(
-            src, "EplbState.step", statement("self.rearrange(is_profile=True)"),
-            code.body("drop_profile_load"),
-        )  # fmt: skip
+            src,
+            "EplbState.step",
+            anchor=statement("self.rearrange(is_profile=True)"),
+            code=code.body("drop_profile_load"),
+        )

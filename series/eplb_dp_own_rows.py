@@ -87,40 +87,62 @@ UNSPECIALIZED = 'triton.jit(do_not_specialize=["count_first", "count_end", "coun
 def apply(tree):
     code = Fragments("series/fragments/eplb_dp_own_rows.py")
     with python_file(tree, EPLB_STATE) as src:
-        add_members(src, "EplbLayerState", code.members("EplbLayerState"), after="real_token_count")
+        add_members(
+            src, "EplbLayerState", code=code.members("EplbLayerState"), after="real_token_count"
+        )
         declare = code.body("declare_ubatch_token_starts")
-        insert_before(src, "EplbState.__init__", if_block('self.device.type == "cuda"'), declare)
-        insert_after(src, "EplbState._init_should_record_tensor",
-                     assigns("layer_state.real_token_count"),
-                     "layer_state.ubatch_token_starts = self.ubatch_token_starts")  # fmt: skip
-        replace_definition(src, "EplbState", code.members("EplbState"))
+        insert_before(
+            src, "EplbState.__init__", anchor=if_block('self.device.type == "cuda"'), code=declare
+        )
+        insert_after(
+            src,
+            "EplbState._init_should_record_tensor",
+            anchor=assigns("layer_state.real_token_count"),
+            code="layer_state.ubatch_token_starts = self.ubatch_token_starts",
+        )
+        replace_definition(src, "EplbState", code=code.members("EplbState"))
 
     with python_file(tree, BASE_ROUTER) as src:
         for name in WINDOW:
-            add_parameter(src, KERNEL, name, before="real_tokens_ptr")
-        replace_decorator(src, KERNEL, "triton.jit", UNSPECIALIZED)
+            add_parameter(src, KERNEL, name=name, before="real_tokens_ptr")
+        replace_decorator(src, KERNEL, old="triton.jit", new=UNSPECIALIZED)
         own_rows = code.body("count_own_real_rows")
-        replace_statement(src, KERNEL, uses("real_tokens_ptr"), own_rows, done=assigns("own"))
+        replace_statement(
+            src, KERNEL, anchor=uses("real_tokens_ptr"), code=own_rows, done=assigns("own")
+        )
         for function in (LAUNCHER, PASS_THROUGH):
-            add_parameter(src, function, "counted_rows", before="out_dtype",
-                          annotation="tuple[int, int, int] | None", default="None")  # fmt: skip
-        replace_docstring(src, LAUNCHER, code.body("launcher_docstring"))
+            add_parameter(
+                src,
+                function,
+                name="counted_rows",
+                before="out_dtype",
+                annotation="tuple[int, int, int] | None",
+                default="None",
+            )
+        replace_docstring(src, LAUNCHER, code=code.body("launcher_docstring"))
         # The window's ints follow top_k, as in the kernel's parameters.
         args = assigns("args")
-        insert_below_comments(src, LAUNCHER, args, code.body("default_row_window"))
-        insert_element(src, LAUNCHER, args, "*window", after="top_k")
+        insert_below_comments(src, LAUNCHER, anchor=args, code=code.body("default_row_window"))
+        insert_element(src, LAUNCHER, anchor=args, element="*window", after="top_k")
         direct = code.body("direct_launch_fits_window")
-        replace_statement(src, LAUNCHER, assigns("direct"), direct, done=statement(direct))
+        replace_statement(
+            src, LAUNCHER, anchor=assigns("direct"), code=direct, done=statement(direct)
+        )
         declare = code.body("declare_counted_rows")
-        insert_after(src, "BaseRouter.__init__", assigns("self.capture_fn"), declare)
-        add_call_keyword(src, "BaseRouter._apply_eplb_mapping", PASS_THROUGH,
-                         "counted_rows", "self.eplb_counted_rows")  # fmt: skip
+        insert_after(src, "BaseRouter.__init__", anchor=assigns("self.capture_fn"), code=declare)
+        add_call_keyword(
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee=PASS_THROUGH,
+            keyword="counted_rows",
+            value="self.eplb_counted_rows",
+        )
 
     with python_file(tree, MOE_RUNNER) as src:
         import_names(src, "vllm.distributed", "get_dp_group", "get_tensor_model_parallel_rank")
         counted_rows = code.definition("eplb_counted_rows")
-        add_definitions(src, counted_rows, before=defines("DefaultMoERunner"))
-        add_members(src, "DefaultMoERunner", code.members("DefaultMoERunner"), after="forward")
+        add_definitions(src, code=counted_rows, before=defines("DefaultMoERunner"))
+        add_members(src, "DefaultMoERunner", code=code.members("DefaultMoERunner"), after="forward")
         forward_impl = "DefaultMoERunner.forward_impl"
         dispatch = uses("self._maybe_dispatch")
         if src.has_statement(forward_impl, dispatch):
@@ -128,21 +150,36 @@ def apply(tree):
         else:  # v0.18: the gather is inline in forward_impl.
             dispatch = if_block("do_naive_dispatch_combine")
             set_rows = code.body("set_counted_rows_before_inline_gather")
-        insert_before(src, forward_impl, dispatch, set_rows)
+        insert_before(src, forward_impl, anchor=dispatch, code=set_rows)
         per_chunk = code.body("set_counted_rows_per_chunk")
-        insert_after(src, "DefaultMoERunner.forward_impl_chunked", assigns("chunk_end"), per_chunk)
+        insert_after(
+            src,
+            "DefaultMoERunner.forward_impl_chunked",
+            anchor=assigns("chunk_end"),
+            code=per_chunk,
+        )
 
     with python_file(tree, MODEL_RUNNER) as src:
         execute_model, dummy_run = "GPUModelRunner.execute_model", "GPUModelRunner._dummy_run"
         replace_statement(
-            src, execute_model, assigns("tail_is_padding"), code.body("decide_rows_are_placed"),
-            done=assigns("rows_are_placed"), keep_comments=False,
-        )  # fmt: skip
+            src,
+            execute_model,
+            anchor=assigns("tail_is_padding"),
+            code=code.body("decide_rows_are_placed"),
+            done=assigns("rows_are_placed"),
+            keep_comments=False,
+        )
         publish = code.body("publish_real_rows")
         publish_count = call_statement("self.eplb_state.set_real_token_count")
-        replace_statement(src, execute_model, publish_count, publish, done=statement(publish))
+        replace_statement(
+            src, execute_model, anchor=publish_count, code=publish, done=statement(publish)
+        )
         forward = with_block("self.maybe_randomize_inputs")
-        insert_before(src, dummy_run, forward, code.body("no_real_tokens_in_dummy_batch"))
-        insert_after(src, dummy_run, forward, code.body("count_all_rows_after_dummy_batch"))
+        insert_before(
+            src, dummy_run, anchor=forward, code=code.body("no_real_tokens_in_dummy_batch")
+        )
+        insert_after(
+            src, dummy_run, anchor=forward, code=code.body("count_all_rows_after_dummy_batch")
+        )
 
     bring_file(tree, "tests/kernels/moe/test_eplb_dp_rows.py")

@@ -72,20 +72,34 @@ def apply(tree):
     store = code.body("store_in_output_dtype")
     with python_file(tree, BASE_ROUTER) as src:
         # isort's place for it: straight imports first in the standard library.
-        insert_before(src, "", statement("from abc import abstractmethod"), "import weakref")
-        replace_statement(src, KERNEL, call_statement("tl.store"), store, done=statement(store))
+        insert_before(
+            src, "", anchor=statement("from abc import abstractmethod"), code="import weakref"
+        )
+        replace_statement(
+            src, KERNEL, anchor=call_statement("tl.store"), code=store, done=statement(store)
+        )
         # The launcher is rewritten as a whole (little of its body stays),
         # once: later patches edit it further.
         replace_statement(
-            src, "", defines(LAUNCHER), code.definition(LAUNCHER), done=defines("_layer_launch")
+            src,
+            "",
+            anchor=defines(LAUNCHER),
+            code=code.definition(LAUNCHER),
+            done=defines("_layer_launch"),
         )
-        add_definitions(src, "".join(map(code.definition, LAYER_STATE)), before=defines(LAUNCHER))
-        add_parameter(src, PASS_THROUGH, "out_dtype",
-                      annotation="torch.dtype | None", default="None")  # fmt: skip
+        add_definitions(
+            src, code="".join(map(code.definition, LAYER_STATE)), before=defines(LAUNCHER)
+        )
+        add_parameter(
+            src, PASS_THROUGH, name="out_dtype", annotation="torch.dtype | None", default="None"
+        )
         # The indices-type getter is asked here rather than passed in, so
         # subclasses overriding _apply_eplb_mapping(topk_ids) keep working.
         add_call_keyword(
-            src, "BaseRouter._apply_eplb_mapping", PASS_THROUGH,
-            "out_dtype", "self._get_indices_type()",
-        )  # fmt: skip
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee=PASS_THROUGH,
+            keyword="out_dtype",
+            value="self._get_indices_type()",
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_lean_launch.py")

@@ -52,15 +52,31 @@ DATE = "2026-11-30T07:00:00+00:00"
 def apply(tree):
     code = Fragments("series/fragments/eplb_narrow_index.py")
     with python_file(tree, BASE_ROUTER) as src:
-        add_parameter(src, KERNEL, "NARROW_INDEX", before="BLOCK_SIZE", annotation="tl.constexpr")
-        replace_statement(src, KERNEL, assigns("token"), code.body("token_of_each_id"),
-                          done=uses("NARROW_INDEX"))  # fmt: skip
+        add_parameter(
+            src, KERNEL, name="NARROW_INDEX", before="BLOCK_SIZE", annotation="tl.constexpr"
+        )
+        replace_statement(
+            src,
+            KERNEL,
+            anchor=assigns("token"),
+            code=code.body("token_of_each_id"),
+            done=uses("NARROW_INDEX"),
+        )
         hashed = code.body("replica_from_hash")
-        replace_statement(src, KERNEL, assigns("replica"), hashed, done=assigns("hashed"))
+        replace_statement(
+            src, KERNEL, anchor=assigns("replica"), code=hashed, done=assigns("hashed")
+        )
 
-        add_definitions(src, code.definition("_NARROW_INDEX_LIMIT"), before=defines(LAUNCHER))
-        insert_after(src, LAUNCHER, assigns("grid"), code.body("index_width"))
-        insert_element(src, LAUNCHER, assigns("args"), "narrow_index",
-                       after="real_token_count is not None")  # fmt: skip
-        insert_after(src, LAUNCHER, assigns("variant"), code.body("variant_with_index_width"))
+        add_definitions(src, code=code.definition("_NARROW_INDEX_LIMIT"), before=defines(LAUNCHER))
+        insert_after(src, LAUNCHER, anchor=assigns("grid"), code=code.body("index_width"))
+        insert_element(
+            src,
+            LAUNCHER,
+            anchor=assigns("args"),
+            element="narrow_index",
+            after="real_token_count is not None",
+        )
+        insert_after(
+            src, LAUNCHER, anchor=assigns("variant"), code=code.body("variant_with_index_width")
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_index_width.py")

@@ -38,7 +38,11 @@ def apply(tree):
     high_bits = Fragments(CODE).body("replica_from_high_bits")
     with python_file(tree, BASE_ROUTER) as src:
         replace_statement(
-            src, "_eplb_map_and_record_kernel", assigns("replica"), high_bits,
-            done=statement(high_bits), keep_comments=False,
-        )  # fmt: skip
+            src,
+            "_eplb_map_and_record_kernel",
+            anchor=assigns("replica"),
+            code=high_bits,
+            done=statement(high_bits),
+            keep_comments=False,
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_strides.py")

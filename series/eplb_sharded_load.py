@@ -84,58 +84,99 @@ def apply(tree):
     code = Fragments("series/fragments/eplb_sharded_load.py")
     with python_file(tree, EPLB_STATE) as src:
         shard_count = code.definition("expert_load_shard_count")
-        add_definitions(src, shard_count, before=defines("EplbState"))
+        add_definitions(src, code=shard_count, before=defines("EplbState"))
         last_field = "new_physical_to_logical_map"
-        add_members(src, "EplbModelState", code.members("EplbModelState"), after=last_field)
-        add_members(src, "EplbLayerState", code.members("EplbLayerState"),
-                    after="ubatch_token_starts")  # fmt: skip
-        add_members(src, "EplbState", code.members("EplbState"),
-                    after="_init_should_record_tensor")  # fmt: skip
+        add_members(src, "EplbModelState", code=code.members("EplbModelState"), after=last_field)
+        add_members(
+            src, "EplbLayerState", code=code.members("EplbLayerState"), after="ubatch_token_starts"
+        )
+        add_members(
+            src, "EplbState", code=code.members("EplbState"), after="_init_should_record_tensor"
+        )
         registered = assigns("self.model_states[model_config.compute_hash()]")
-        insert_after(src, "EplbState.add_model", registered, "self._shard_expert_load(model_state)")
-        insert_before(src, "EplbState.step", if_block("is_profile"), code.body("fold_shards_first"))
+        insert_after(
+            src,
+            "EplbState.add_model",
+            anchor=registered,
+            code="self._shard_expert_load(model_state)",
+        )
+        insert_before(
+            src,
+            "EplbState.step",
+            anchor=if_block("is_profile"),
+            code=code.body("fold_shards_first"),
+        )
 
     with python_file(tree, ELASTIC) as src:
         # Counts still in the shards belong to the old layout.
         resize = assigns("old_num_physical_experts")
-        insert_before(src, SWITCH, resize, "eplb_state._fold_expert_load(eplb_model_state)")
+        insert_before(
+            src, SWITCH, anchor=resize, code="eplb_state._fold_expert_load(eplb_model_state)"
+        )
         handed = call_statement("eplb_state._init_should_record_tensor")
-        insert_after(src, SWITCH, handed, "eplb_state._shard_expert_load(eplb_model_state)")
+        insert_after(
+            src, SWITCH, anchor=handed, code="eplb_state._shard_expert_load(eplb_model_state)"
+        )
 
     with python_file(tree, BASE_ROUTER) as src:
-        add_parameter(src, KERNEL, "num_shards", before="top_k")
-        remove_parameter(src, KERNEL, "HISTOGRAM_BINS")
+        add_parameter(src, KERNEL, name="num_shards", before="top_k")
+        remove_parameter(src, KERNEL, name="HISTOGRAM_BINS")
         count = code.body("count_into_program_shard")
-        replace_statement(src, KERNEL, if_block("HISTOGRAM_BINS > 0"), count,
-                          done=assigns("shard"), keep_comments=False)  # fmt: skip
-        remove_statement(src, "", assigns("MAX_HISTOGRAM_BINS"))
+        replace_statement(
+            src,
+            KERNEL,
+            anchor=if_block("HISTOGRAM_BINS > 0"),
+            code=count,
+            done=assigns("shard"),
+            keep_comments=False,
+        )
+        remove_statement(src, "", anchor=assigns("MAX_HISTOGRAM_BINS"))
 
         check = code.body("check_load_layout")
-        replace_statement(src, LAYER_LAUNCH, if_block("not load.is_contiguous()"), check,
-                          done=statement(check))  # fmt: skip
+        replace_statement(
+            src,
+            LAYER_LAUNCH,
+            anchor=if_block("not load.is_contiguous()"),
+            code=check,
+            done=statement(check),
+        )
         shapes = code.body("shapes_with_shards")
-        replace_statement(src, LAYER_LAUNCH, assigns("self.shapes"), shapes,
-                          done=statement(shapes))  # fmt: skip
+        replace_statement(
+            src, LAYER_LAUNCH, anchor=assigns("self.shapes"), code=shapes, done=statement(shapes)
+        )
         for gone in ("bins", "self.histogram_bins"):
-            remove_statement(src, LAYER_LAUNCH, assigns(gone))
+            remove_statement(src, LAYER_LAUNCH, anchor=assigns(gone))
 
-        replace_docstring(src, LAUNCHER, code.body("launcher_docstring"))
+        replace_docstring(src, LAUNCHER, code=code.body("launcher_docstring"))
         for gone in ("min_block", "per_program", "bins"):
-            remove_statement(src, LAUNCHER, assigns(gone))
+            remove_statement(src, LAUNCHER, anchor=assigns(gone))
         tile = code.body("tile_of_256_ids")
-        replace_statement(src, LAUNCHER, assigns("block_size"), tile, done=statement(tile))
+        replace_statement(
+            src, LAUNCHER, anchor=assigns("block_size"), code=tile, done=statement(tile)
+        )
         warps = code.body("four_warps")
-        replace_statement(src, LAUNCHER, assigns("num_warps"), warps, done=statement(warps))
-        remove_element(src, LAUNCHER, assigns("args"), "bins")
-        set_call_keyword(src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
-                         "expert_load_view", "self.eplb_state.expert_load_counter")  # fmt: skip
+        replace_statement(
+            src, LAUNCHER, anchor=assigns("num_warps"), code=warps, done=statement(warps)
+        )
+        remove_element(src, LAUNCHER, anchor=assigns("args"), element="bins")
+        set_call_keyword(
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee="eplb_map_to_physical_and_record",
+            keyword="expert_load_view",
+            value="self.eplb_state.expert_load_counter",
+        )
 
     # Its tests ran each recording path; one is left.
     with python_file(tree, RECORD_PATHS) as src:
-        replace_docstring(src, "", code.body("record_paths_docstring"))
-        replace_decorator(src, "record_path", 'pytest.fixture(params=["histogram", "per_id"])',
-                          'pytest.fixture(params=["per_id"])')  # fmt: skip
-        remove_statement(src, "record_path", if_block('request.param == "per_id"'))
+        replace_docstring(src, "", code=code.body("record_paths_docstring"))
+        replace_decorator(
+            src,
+            "record_path",
+            old='pytest.fixture(params=["histogram", "per_id"])',
+            new='pytest.fixture(params=["per_id"])',
+        )
+        remove_statement(src, "record_path", anchor=if_block('request.param == "per_id"'))
 
     bring_file(tree, "tests/kernels/moe/test_eplb_sharded_load.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_sharded_fold.py")

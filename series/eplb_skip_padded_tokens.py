@@ -44,48 +44,80 @@ def apply(tree):
     code = Fragments("series/fragments/eplb_skip_padded_tokens.py")
     with python_file(tree, EPLB_STATE) as src:
         insert_after(
-            src, "", assigns("logger"), after_blank_line(code.definition("ALL_ROWS_ARE_REAL"))
+            src,
+            "",
+            anchor=assigns("logger"),
+            code=after_blank_line(code.definition("ALL_ROWS_ARE_REAL")),
         )
         add_members(
-            src, "EplbLayerState", code.members("EplbLayerState"), after="should_record_tensor"
+            src, "EplbLayerState", code=code.members("EplbLayerState"), after="should_record_tensor"
         )
         insert_before(
-            src, "EplbState.__init__", if_block('self.device.type == "cuda"'),
-            code.body("declare_real_token_count"),
-        )  # fmt: skip
+            src,
+            "EplbState.__init__",
+            anchor=if_block('self.device.type == "cuda"'),
+            code=code.body("declare_real_token_count"),
+        )
         insert_after(
-            src, "EplbState._init_should_record_tensor",
-            if_block("self.should_record_tensor is None and layer_states"),
-            code.body("allocate_real_token_count"),
-        )  # fmt: skip
+            src,
+            "EplbState._init_should_record_tensor",
+            anchor=if_block("self.should_record_tensor is None and layer_states"),
+            code=code.body("allocate_real_token_count"),
+        )
         insert_after(
-            src, "EplbState._init_should_record_tensor",
-            assigns("layer_state.should_record_tensor"),
-            "layer_state.real_token_count = self.real_token_count",
-        )  # fmt: skip
-        add_members(src, "EplbState", code.members("EplbState"), after="_init_should_record_tensor")
+            src,
+            "EplbState._init_should_record_tensor",
+            anchor=assigns("layer_state.should_record_tensor"),
+            code="layer_state.real_token_count = self.real_token_count",
+        )
+        add_members(
+            src, "EplbState", code=code.members("EplbState"), after="_init_should_record_tensor"
+        )
 
     with python_file(tree, BASE_ROUTER) as src:
-        add_parameter(src, KERNEL, "real_tokens_ptr", before="BLOCK_SIZE")
-        add_parameter(src, KERNEL, "COUNT_REAL_ONLY", before="BLOCK_SIZE",
-                      annotation="tl.constexpr")  # fmt: skip
-        insert_after(src, KERNEL, assigns("counted"), code.body("count_real_rows_only"))
+        add_parameter(src, KERNEL, name="real_tokens_ptr", before="BLOCK_SIZE")
+        add_parameter(
+            src, KERNEL, name="COUNT_REAL_ONLY", before="BLOCK_SIZE", annotation="tl.constexpr"
+        )
+        insert_after(src, KERNEL, anchor=assigns("counted"), code=code.body("count_real_rows_only"))
         for function in (LAUNCHER, "eplb_map_to_physical_and_record"):
-            add_parameter(src, function, "real_token_count",
-                          annotation="torch.Tensor | None", default="None")  # fmt: skip
-        add_call_keyword(src, LAUNCHER, f"{KERNEL}[...]", "real_tokens_ptr", "real_token_count")
+            add_parameter(
+                src,
+                function,
+                name="real_token_count",
+                annotation="torch.Tensor | None",
+                default="None",
+            )
         add_call_keyword(
-            src, LAUNCHER, f"{KERNEL}[...]", "COUNT_REAL_ONLY", "real_token_count is not None"
+            src,
+            LAUNCHER,
+            callee=f"{KERNEL}[...]",
+            keyword="real_tokens_ptr",
+            value="real_token_count",
         )
         add_call_keyword(
-            src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
-            "real_token_count", "self.eplb_state.real_token_count",
-        )  # fmt: skip
+            src,
+            LAUNCHER,
+            callee=f"{KERNEL}[...]",
+            keyword="COUNT_REAL_ONLY",
+            value="real_token_count is not None",
+        )
+        add_call_keyword(
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee="eplb_map_to_physical_and_record",
+            keyword="real_token_count",
+            value="self.eplb_state.real_token_count",
+        )
 
     with python_file(tree, MODEL_RUNNER) as src:
         forward = with_block("set_forward_context")
         execute_model = "GPUModelRunner.execute_model"
-        insert_before(src, execute_model, forward, code.body("publish_real_token_count"))
-        insert_after(src, execute_model, forward, code.body("count_all_rows_after_forward"))
+        insert_before(
+            src, execute_model, anchor=forward, code=code.body("publish_real_token_count")
+        )
+        insert_after(
+            src, execute_model, anchor=forward, code=code.body("count_all_rows_after_forward")
+        )
 
     bring_file(tree, "tests/kernels/moe/test_eplb_padded_tokens.py")

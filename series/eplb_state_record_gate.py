@@ -47,36 +47,49 @@ def apply(tree):
     code = Fragments("series/fragments/eplb_state_record_gate.py")
     with python_file(tree, EPLB_STATE) as src:
         add_members(
-            src, "EplbLayerState", code.members("EplbLayerState"), after="logical_replica_count"
+            src,
+            "EplbLayerState",
+            code=code.members("EplbLayerState"),
+            after="logical_replica_count",
         )
         insert_before(
-            src, "EplbState.__init__", if_block('self.device.type == "cuda"'),
-            code.body("declare_record_flag"),
-        )  # fmt: skip
+            src,
+            "EplbState.__init__",
+            anchor=if_block('self.device.type == "cuda"'),
+            code=code.body("declare_record_flag"),
+        )
         insert_after(
-            src, "EplbState.add_model", call_statement("model.set_eplb_state"),
-            "self._init_should_record_tensor(model)",
-        )  # fmt: skip
+            src,
+            "EplbState.add_model",
+            anchor=call_statement("model.set_eplb_state"),
+            code="self._init_should_record_tensor(model)",
+        )
         replace_statement(
-            src, "EplbState.step", if_block("not is_dummy"),
-            code.body("fill_window_on_recording_steps"),
+            src,
+            "EplbState.step",
+            anchor=if_block("not is_dummy"),
+            code=code.body("fill_window_on_recording_steps"),
             done=if_block("not is_dummy and self._should_record_current_step(log_stats=log_stats)"),
-        )  # fmt: skip
+        )
         rearrangement_due = if_block(
             "self.expert_rearrangement_step >= self.expert_rearrangement_step_interval"
         )
         replace_statement(
-            src, "EplbState.step", rearrangement_due, code.body("rearrange_or_keep_recording"),
+            src,
+            "EplbState.step",
+            anchor=rearrangement_due,
+            code=code.body("rearrange_or_keep_recording"),
             done=containing(rearrangement_due, call_statement("self._update_layer_should_record")),
-        )  # fmt: skip
-        append_to(src, "EplbState.step", after_blank_line(PUBLISH_FLAG))
-        add_members(src, "EplbState", code.members("EplbState"), after="step")
+        )
+        append_to(src, "EplbState.step", code=after_blank_line(PUBLISH_FLAG))
+        add_members(src, "EplbState", code=code.members("EplbState"), after="step")
     if tree.exists(ELASTIC_EXECUTE):
         # Scaling re-registers the EPLB views on the model's layers.
         with python_file(tree, ELASTIC_EXECUTE) as src:
             insert_after(
-                src, "ElasticEPScalingExecutor.switch_and_prepare",
-                call_statement("model.set_eplb_state"),
-                "eplb_state._init_should_record_tensor(model)",
-            )  # fmt: skip
+                src,
+                "ElasticEPScalingExecutor.switch_and_prepare",
+                anchor=call_statement("model.set_eplb_state"),
+                code="eplb_state._init_should_record_tensor(model)",
+            )
     bring_file(tree, "tests/distributed/eplb/test_eplb_record_gate.py")

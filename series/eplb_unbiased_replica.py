@@ -41,12 +41,20 @@ CODE = "series/fragments/eplb_unbiased_replica.py"
 
 def apply(tree):
     with python_file(tree, BASE_ROUTER) as src:
-        add_parameter(src, KERNEL, "top_k", before="BLOCK_SIZE")
+        add_parameter(src, KERNEL, name="top_k", before="BLOCK_SIZE")
         replace_statement(
-            src, KERNEL, assigns("replica"), Fragments(CODE).body("replica_by_token"),
-            done=statement("token = offs // top_k"), keep_comments=False,
-        )  # fmt: skip
+            src,
+            KERNEL,
+            anchor=assigns("replica"),
+            code=Fragments(CODE).body("replica_by_token"),
+            done=statement("token = offs // top_k"),
+            keep_comments=False,
+        )
         add_call_keyword(
-            src, "eplb_map_and_record_triton", f"{KERNEL}[...]", "top_k", "ids.shape[-1]"
+            src,
+            "eplb_map_and_record_triton",
+            callee=f"{KERNEL}[...]",
+            keyword="top_k",
+            value="ids.shape[-1]",
         )
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_balance.py")

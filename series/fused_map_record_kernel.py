@@ -57,36 +57,49 @@ def apply(tree):
     with python_file(tree, BASE_ROUTER) as src:
         ensure_import(src, "from vllm.triton_utils import tl, triton")
         replace_statement(
-            src, "", if_block("current_platform.is_cuda_alike()"), Fragments(PR_KERNEL).code(),
+            src,
+            "",
+            anchor=if_block("current_platform.is_cuda_alike()"),
+            code=Fragments(PR_KERNEL).code(),
             done=defines("_eplb_map_and_record_kernel"),
-        )  # fmt: skip
+        )
         insert_after(
-            src, "BaseRouter._validate_eplb_state",
-            if_block("self.eplb_state.logical_replica_count is None"),
-            checks.body("require_record_flag"),
-        )  # fmt: skip
+            src,
+            "BaseRouter._validate_eplb_state",
+            anchor=if_block("self.eplb_state.logical_replica_count is None"),
+            code=checks.body("require_record_flag"),
+        )
         insert_after(
-            src, "BaseRouter._apply_eplb_mapping",
-            uses("self.eplb_state.logical_replica_count"), checks.body("assert_record_flag"),
-        )  # fmt: skip
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            anchor=uses("self.eplb_state.logical_replica_count"),
+            code=checks.body("assert_record_flag"),
+        )
         add_call_keyword(
-            src, "BaseRouter._apply_eplb_mapping", "eplb_map_to_physical_and_record",
-            "record_enabled", FLAG,
-        )  # fmt: skip
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee="eplb_map_to_physical_and_record",
+            keyword="record_enabled",
+            value=FLAG,
+        )
 
     # Upstream's router tests build EPLB layer states by hand: they carry the
     # flag now that the router requires it.
     with python_file(tree, "tests/kernels/moe/test_routing.py") as src:
         add_call_keyword(
-            src, "setup_eplb_state", "EplbLayerState",
-            "should_record_tensor", 'torch.ones((), dtype=torch.bool, device="cuda")',
+            src,
+            "setup_eplb_state",
+            callee="EplbLayerState",
+            keyword="should_record_tensor",
+            value='torch.ones((), dtype=torch.bool, device="cuda")',
             where_keyword="expert_load_view",
-        )  # fmt: skip
+        )
     with python_file(tree, "tests/model_executor/test_routed_experts_capture.py") as src:
         insert_after(
-            src, "test_base_router_capture_with_eplb_enabled",
-            assigns("router.eplb_state.logical_replica_count"),
-            "router.eplb_state.should_record_tensor = torch.ones((), dtype=torch.bool)",
-        )  # fmt: skip
+            src,
+            "test_base_router_capture_with_eplb_enabled",
+            anchor=assigns("router.eplb_state.logical_replica_count"),
+            code="router.eplb_state.should_record_tensor = torch.ones((), dtype=torch.bool)",
+        )
     bring_file(tree, "tests/kernels/moe/eplb_utils.py")
     bring_file(tree, "tests/kernels/moe/test_eplb_map_record.py")

@@ -11,10 +11,14 @@ patch is recognised as "already applied".
 
 A missing anchor raises `AnchorMissing` naming the anchor and the file.
 
+A verb takes the file and the scope it edits by position (the scope is a
+dotted name: "" for the module, "EplbState.step"), everything else by
+keyword: `anchor` (a Shape), `code`, `done`, `callee`, `keyword`, ...
+
 The package by job: `shapes` (what anchors look like), `pyfile` (a file
-and its scopes), `imports`, `additions` and `rewrites` (the edits), `payload` (files
-and fragments from this repo), on `nodes` (shared libcst helpers) and
-`base` (errors, the tree).
+and its scopes), `imports`, `additions` and `rewrites` (the edits),
+`payload` (files and fragments from this repo), on `nodes` (shared libcst
+helpers) and `base` (errors, the tree).
 """
 
 from eplb_fork.codemod.additions import (

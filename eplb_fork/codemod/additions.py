@@ -39,17 +39,17 @@ def _insert(src: PythonFile, scope: str, anchor: Shape, code: str, *, after: boo
     src.set_block(block, body)
 
 
-def insert_after(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+def insert_after(src: PythonFile, scope: str, *, anchor: Shape, code: str) -> None:
     """Put `code` right after the anchor statement (once)."""
     _insert(src, scope, anchor, code, after=True)
 
 
-def insert_before(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+def insert_before(src: PythonFile, scope: str, *, anchor: Shape, code: str) -> None:
     """Put `code` right before the anchor statement (once)."""
     _insert(src, scope, anchor, code, after=False)
 
 
-def append_to(src: PythonFile, scope: str, code: str) -> None:
+def append_to(src: PythonFile, scope: str, *, code: str) -> None:
     """Put `code` at the end of a function or class body (once)."""
     block, body, depth = src.body(scope)
     new = parse_statements(code, depth)
@@ -58,7 +58,7 @@ def append_to(src: PythonFile, scope: str, code: str) -> None:
     src.set_block(block, [*body, *new])
 
 
-def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
+def add_members(src: PythonFile, scope: str, *, code: str, after: str) -> None:
     """Add fields or methods to a class after the member named `after`.
     A member already present with the same definition is skipped; one present
     with a different definition is a conflict."""
@@ -93,9 +93,14 @@ def add_members(src: PythonFile, scope: str, code: str, *, after: str) -> None:
 
 
 def add_call_keyword(
-    src: PythonFile, scope: str, callee: str, keyword: str, value: str,
-    *, where_keyword: str | None = None,
-) -> None:  # fmt: skip
+    src: PythonFile,
+    scope: str,
+    *,
+    callee: str,
+    keyword: str,
+    value: str,
+    where_keyword: str | None = None,
+) -> None:
     """Every call to `callee` inside `scope` (only those already passing
     `where_keyword`, if given) passes `keyword=value`."""
     owner = src.find(scope)
@@ -126,9 +131,14 @@ def add_call_keyword(
 
 
 def add_parameter(
-    src: PythonFile, function: str, name: str, *, before: str | None = None,
-    annotation: str | None = None, default: str | None = None,
-) -> None:  # fmt: skip
+    src: PythonFile,
+    function: str,
+    *,
+    name: str,
+    before: str | None = None,
+    annotation: str | None = None,
+    default: str | None = None,
+) -> None:
     """Give `function` a parameter `name` just before parameter `before` (at
     the end if None), laid out like its neighbour (same comma and line break).
     A top-level function defined once per platform branch gets it in each
@@ -175,7 +185,7 @@ def after_blank_line(code: str) -> str:
     return "\n\n" + code
 
 
-def enclose(src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape) -> None:
+def enclose(src: PythonFile, scope: str, *, anchor: Shape, code: str, done: Shape) -> None:
     """Put the anchor statement inside `code`, in place of its `...` statement
     (a branch that keeps what was there); the comments above the anchor head
     `code`. `done` recognises the result."""
@@ -195,7 +205,7 @@ def enclose(src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shap
     src.set_block(block, body)
 
 
-def insert_below_comments(src: PythonFile, scope: str, anchor: Shape, code: str) -> None:
+def insert_below_comments(src: PythonFile, scope: str, *, anchor: Shape, code: str) -> None:
     """Put `code` right before the anchor statement but below the comments
     above it, which then head both (once)."""
     block, index, depth = src.locate(scope, anchor)
@@ -210,7 +220,7 @@ def insert_below_comments(src: PythonFile, scope: str, anchor: Shape, code: str)
 
 
 def add_definitions(
-    src: PythonFile, code: str, *, after: Shape | None = None, before: Shape | None = None
+    src: PythonFile, *, code: str, after: Shape | None = None, before: Shape | None = None
 ) -> None:
     """Put module-level definitions (functions, classes, constants, each with
     its comments) right after or before the anchor, two blank lines above
@@ -240,7 +250,7 @@ def add_definitions(
     src.set_block(block, body)
 
 
-def insert_element(src: PythonFile, scope: str, anchor: Shape, element: str, *, after: str) -> None:
+def insert_element(src: PythonFile, scope: str, *, anchor: Shape, element: str, after: str) -> None:
     """The tuple or list the anchor statement assigns gains `element` right
     after its element `after`, laid out like it (once)."""
     block, index, _ = src.locate(scope, anchor)

@@ -24,9 +24,14 @@ from eplb_fork.codemod.shapes import Shape, defines
 
 
 def replace_statement(
-    src: PythonFile, scope: str, anchor: Shape, code: str, *, done: Shape,
+    src: PythonFile,
+    scope: str,
+    *,
+    anchor: Shape,
+    code: str,
+    done: Shape,
     keep_comments: bool = True,
-) -> None:  # fmt: skip
+) -> None:
     """Swap the anchor statement for `code`, keeping the comments and blank
     lines above it (only the blank lines, if the comments describe what is
     replaced). `done` recognises the result, so a tree that already has it is
@@ -46,7 +51,7 @@ def replace_statement(
     src.set_block(block, body)
 
 
-def replace_decorator(src: PythonFile, function: str, old: str, new: str) -> None:
+def replace_decorator(src: PythonFile, function: str, *, old: str, new: str) -> None:
     """Swap `function`'s decorator `@old` for `@new` (a function already
     decorated with `@new` is left alone)."""
     node = src.find(function)
@@ -61,7 +66,7 @@ def replace_decorator(src: PythonFile, function: str, old: str, new: str) -> Non
     src.replace(node, node.with_changes(decorators=decorators))
 
 
-def replace_definition(src: PythonFile, scope: str, code: str) -> None:
+def replace_definition(src: PythonFile, scope: str, *, code: str) -> None:
     """Swap the def or class in `scope` named like the one in `code` for it,
     keeping the blank lines and comments above the old one (once)."""
     new = parse_statements(code, src.body(scope)[2])
@@ -77,7 +82,7 @@ def replace_definition(src: PythonFile, scope: str, code: str) -> None:
     src.set_block(block, body)
 
 
-def replace_docstring(src: PythonFile, scope: str, code: str) -> None:
+def replace_docstring(src: PythonFile, scope: str, *, code: str) -> None:
     """Give `scope` the docstring `code` (as a holder's body gives it),
     indented for its place; one it already has is left alone."""
     block, body, depth = src.body(scope)
@@ -91,7 +96,7 @@ def replace_docstring(src: PythonFile, scope: str, code: str) -> None:
     src.set_block(block, body)
 
 
-def remove_statement(src: PythonFile, scope: str, anchor: Shape) -> None:
+def remove_statement(src: PythonFile, scope: str, *, anchor: Shape) -> None:
     """Drop the anchor statement with the comments and blank lines above it
     (what they describe goes with it); one already gone is left alone."""
     if not src.has_statement(scope, anchor):
@@ -102,7 +107,7 @@ def remove_statement(src: PythonFile, scope: str, anchor: Shape) -> None:
     src.set_block(block, body)
 
 
-def remove_element(src: PythonFile, scope: str, anchor: Shape, element: str) -> None:
+def remove_element(src: PythonFile, scope: str, *, anchor: Shape, element: str) -> None:
     """The tuple or list the anchor statement assigns loses `element` (once)."""
     block, index, _ = src.locate(scope, anchor)
     value = _body_of(block)[index].body[0].value  # type: ignore[attr-defined]
@@ -120,7 +125,7 @@ def remove_element(src: PythonFile, scope: str, anchor: Shape, element: str) -> 
     src.replace(value, value.with_changes(elements=elements))
 
 
-def remove_parameter(src: PythonFile, function: str, name: str) -> None:
+def remove_parameter(src: PythonFile, function: str, *, name: str) -> None:
     """`function` loses its parameter `name` (once)."""
     node = src.find(function)
     params = list(node.params.params)  # type: ignore[attr-defined]
@@ -135,7 +140,7 @@ def remove_parameter(src: PythonFile, function: str, name: str) -> None:
     src.replace(node, node.with_changes(params=new_params))
 
 
-def set_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, value: str) -> None:
+def set_call_keyword(src: PythonFile, scope: str, *, callee: str, keyword: str, value: str) -> None:
     """Every call to `callee` inside `scope` that passes `keyword` passes
     `value` for it instead."""
     owner = src.find(scope)
@@ -157,7 +162,7 @@ def set_call_keyword(src: PythonFile, scope: str, callee: str, keyword: str, val
         src.replace(call, call.with_changes(args=args))
 
 
-def replace_argument(src: PythonFile, scope: str, callee: str, old: str, new: str) -> None:
+def replace_argument(src: PythonFile, scope: str, *, callee: str, old: str, new: str) -> None:
     """Every call to `callee` inside `scope` passes `new` where it passed the
     positional or keyword argument `old` (compared as code, layout aside);
     calls already passing `new` are left alone."""

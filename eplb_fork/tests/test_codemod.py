@@ -96,10 +96,10 @@ def test_anchors_survive_reformatting_and_comments():
 
     def edit(src):
         replace_statement(
-            src, "step", if_block("not is_dummy"), "if not is_dummy and gate():\n    record()\n",
+            src, "step", anchor=if_block("not is_dummy"), code="if not is_dummy and gate():\n    record()\n",
             done=statement("if not is_dummy and gate():\n    record()\n"),
-        )  # fmt: skip
-        insert_after(src, "step", statement("done()"), "publish()")
+        )
+        insert_after(src, "step", anchor=statement("done()"), code="publish()")
 
     out = edited(source, edit)
     assert "    # a comment the fork added\n    if not is_dummy and gate():" in out
@@ -110,7 +110,7 @@ def test_anchors_survive_reformatting_and_comments():
 def test_missing_anchor_names_scope_and_shape():
     with pytest.raises(AnchorMissing, match=r"step `if ready:` not found in m.py"):
         edited("def step():\n    pass\n", lambda src: insert_after(
-            src, "step", if_block("ready"), "x = 1"))  # fmt: skip
+            src, "step", anchor=if_block("ready"), code="x = 1"))
     with pytest.raises(AnchorMissing, match=r"C.missing not found in m.py"):
         edited(CONFIG, lambda src: constrain_field(src, "C.missing", gt=0))
 
@@ -118,17 +118,17 @@ def test_missing_anchor_names_scope_and_shape():
 def test_add_members_skips_identical_and_refuses_different():
     source = "class C:\n    def a(self):\n        return 1\n"
     method = "def b(self):\n    return 2\n"
-    out = edited(source, lambda src: add_members(src, "C", method, after="a"))
+    out = edited(source, lambda src: add_members(src, "C", code=method, after="a"))
     assert "\n\n    def b(self):\n        return 2\n" in out
-    assert edited(out, lambda src: add_members(src, "C", method, after="a")) == out
+    assert edited(out, lambda src: add_members(src, "C", code=method, after="a")) == out
     with pytest.raises(Conflict, match="C.b already exists"):
-        edited(out, lambda src: add_members(src, "C", "def b(self):\n    return 3\n", after="a"))
+        edited(out, lambda src: add_members(src, "C", code="def b(self):\n    return 3\n", after="a"))
 
 
 def test_add_members_after_a_field_keeps_the_fields_docstring_with_it():
     source = 'class C:\n    a: int = 0\n    """About a."""\n    z: int = 9\n'
     field = 'b: int = 1\n"""About b."""\n'
-    out = edited(source, lambda src: add_members(src, "C", field, after="a"))
+    out = edited(source, lambda src: add_members(src, "C", code=field, after="a"))
     assert '    a: int = 0\n    """About a."""\n    b: int = 1\n    """About b."""\n    z' in out
 
 
@@ -140,7 +140,7 @@ def test_add_call_keyword_keeps_multiline_layout():
             b=2,
         )
     """
-    out = edited(source, lambda src: add_call_keyword(src, "f", "g", "c", "3"))
+    out = edited(source, lambda src: add_call_keyword(src, "f", callee="g", keyword="c", value="3"))
     assert "        a=1,\n        b=2,\n        c=3,\n    )" in out
 
 
@@ -155,8 +155,8 @@ def test_add_parameter_before_a_name_and_at_the_end():
     """
 
     def edit(src):
-        add_parameter(src, "k", "top_k", before="BLOCK")
-        add_parameter(src, "k", "extra", annotation="int | None", default="None")
+        add_parameter(src, "k", name="top_k", before="BLOCK")
+        add_parameter(src, "k", name="extra", annotation="int | None", default="None")
 
     out = edited(source, edit)
     assert "    b,\n    top_k,\n    BLOCK: int,\n    extra: int | None = None,\n):" in out
@@ -173,11 +173,11 @@ def kernel(x):
 
 def test_replace_decorator_keeps_the_others_and_is_idempotent():
     new = "triton.jit(do_not_specialize=['x'])"
-    once = edited(KERNEL, lambda src: replace_decorator(src, "kernel", "triton.jit", new))
+    once = edited(KERNEL, lambda src: replace_decorator(src, "kernel", old="triton.jit", new=new))
     assert once == KERNEL.replace("@triton.jit", f"@{new}")
-    assert edited(once, lambda src: replace_decorator(src, "kernel", "triton.jit", new)) == once
+    assert edited(once, lambda src: replace_decorator(src, "kernel", old="triton.jit", new=new)) == once
     with pytest.raises(AnchorMissing, match="kernel decorator `@numba.jit`"):
-        edited(KERNEL, lambda src: replace_decorator(src, "kernel", "numba.jit", new))
+        edited(KERNEL, lambda src: replace_decorator(src, "kernel", old="numba.jit", new=new))
 
 
 IMPORTS = """\
@@ -291,7 +291,7 @@ def test_fragments_body_drops_the_holder_docstring_and_lands_indented(fragments)
         def setup(self, layer):
             build(layer)
     """
-    add = lambda src: insert_after(src, "Target.setup", call_statement("build"), body)  # noqa: E731
+    add = lambda src: insert_after(src, "Target.setup", anchor=call_statement("build"), code=body)  # noqa: E731
     once = edited(target, add)
     assert once == textwrap.dedent(target) + textwrap.indent(body, " " * 8, str.strip)
     assert edited(once, add) == once
@@ -317,7 +317,7 @@ def test_containing_recognises_a_block_by_what_was_put_inside():
     assert index == 0
     with pytest.raises(AnchorMissing, match="holding call to `other"):
         locate_in_step(source, containing(due, call_statement("other")))
-    appended = edited(source, lambda src: append_to(src, "step", after_blank_line("done()")))
+    appended = edited(source, lambda src: append_to(src, "step", code=after_blank_line("done()")))
     assert appended == textwrap.dedent(source) + "\n    done()\n"
 
 
@@ -338,7 +338,7 @@ def test_uses_finds_the_simple_statement_that_names_it_in_nested_blocks():
             # Why.
             x = x & load(ptr)
     """
-    swap = lambda src: replace_statement(src, "kernel", uses("ptr"), "x = x & own", done=uses("own"))  # noqa: E731
+    swap = lambda src: replace_statement(src, "kernel", anchor=uses("ptr"), code="x = x & own", done=uses("own"))  # noqa: E731
     once = edited(source, swap)
     assert "    # Why.\n        x = x & own\n" in once and "obj.ptr = f(ptr=1)" in once
     assert edited(once, swap) == once
@@ -355,7 +355,7 @@ def test_enclose_keeps_the_anchor_in_the_placeholder_branch_once():
         add(y)
     """
     code = "if BINS > 0:\n    add_all(y)\nelse:\n    ...\n"
-    wrap = lambda src: enclose(src, "kernel", call_statement("add"), code, done=if_block("BINS > 0"))  # noqa: E731
+    wrap = lambda src: enclose(src, "kernel", anchor=call_statement("add"), code=code, done=if_block("BINS > 0"))  # noqa: E731
     once = edited(source, wrap)
     assert once == textwrap.dedent("""\
     def kernel(x):
@@ -382,8 +382,8 @@ def test_insert_below_comments_and_insert_element_edit_a_tuple_in_place():
     args = assigns("args")
 
     def edit(src):
-        insert_below_comments(src, "launch", args, "window = (0, n)")
-        insert_element(src, "launch", args, "*window", after="k")
+        insert_below_comments(src, "launch", anchor=args, code="window = (0, n)")
+        insert_element(src, "launch", anchor=args, element="*window", after="k")
 
     once = edited(source, edit)
     assert once == textwrap.dedent("""\
@@ -399,20 +399,20 @@ def test_insert_below_comments_and_insert_element_edit_a_tuple_in_place():
     """)
     assert edited(once, edit) == once
     with pytest.raises(AnchorMissing, match="element `top_k`"):
-        edited(source, lambda src: insert_element(src, "launch", args, "x", after="top_k"))
+        edited(source, lambda src: insert_element(src, "launch", anchor=args, element="x", after="top_k"))
 
 
 def test_add_definitions_spaces_them_as_pep8_once():
     source = "import os\n\n\ndef kernel():\n    pass\n\n\ndef launcher():\n    pass\n"
     code = "# Why the limit.\nLIMIT = 4\ndef helper():\n    pass\n"
-    add = lambda src: add_definitions(src, code, after=defines("kernel"))  # noqa: E731
+    add = lambda src: add_definitions(src, code=code, after=defines("kernel"))  # noqa: E731
     once = edited(source, add)
     assert once == (
         "import os\n\n\ndef kernel():\n    pass\n\n\n# Why the limit.\nLIMIT = 4\n\n\n"
         "def helper():\n    pass\n\n\ndef launcher():\n    pass\n"
     )
     assert edited(once, add) == once
-    before = edited(source, lambda src: add_definitions(src, code, before=defines("launcher")))
+    before = edited(source, lambda src: add_definitions(src, code=code, before=defines("launcher")))
     assert before == once
 
 
@@ -426,12 +426,12 @@ def test_replace_docstring_and_definition_recognise_their_result():
     '''
     doc = '"""New words\non two lines."""\n'
     method = 'def set(self, n, m=()):\n    """Set both."""\n    self.n, self.m = n, m\n'
-    once = edited(source, lambda src: replace_docstring(src, "State.set", doc))
+    once = edited(source, lambda src: replace_docstring(src, "State.set", code=doc))
     assert '        """New words\n        on two lines."""\n' in once
-    assert edited(once, lambda src: replace_docstring(src, "State.set", doc)) == once
-    swapped = edited(source, lambda src: replace_definition(src, "State", method))
+    assert edited(once, lambda src: replace_docstring(src, "State.set", code=doc)) == once
+    swapped = edited(source, lambda src: replace_definition(src, "State", code=method))
     assert swapped == "class State:\n" + textwrap.indent(method, "    ")
-    assert edited(swapped, lambda src: replace_definition(src, "State", method)) == swapped
+    assert edited(swapped, lambda src: replace_definition(src, "State", code=method)) == swapped
 
 
 def test_fragments_body_drops_a_final_return(tmp_path, monkeypatch):
@@ -462,10 +462,10 @@ def test_removals_and_set_call_keyword_edit_once():
     """
 
     def edit(src):
-        remove_parameter(src, "kernel", "BINS")
-        remove_statement(src, "kernel", assigns("bins"))
-        remove_element(src, "kernel", assigns("args"), "bins")
-        set_call_keyword(src, "kernel", "run", "view", "b")
+        remove_parameter(src, "kernel", name="BINS")
+        remove_statement(src, "kernel", anchor=assigns("bins"))
+        remove_element(src, "kernel", anchor=assigns("args"), element="bins")
+        set_call_keyword(src, "kernel", callee="run", keyword="view", value="b")
 
     once = edited(source, edit)
     assert once == (
@@ -475,10 +475,10 @@ def test_removals_and_set_call_keyword_edit_once():
     )
     assert edited(once, edit) == once
     last = edited("def f(a, b):\n    t = (a, b)\n", lambda src: (
-        remove_parameter(src, "f", "b"), remove_element(src, "f", assigns("t"), "b")))  # fmt: skip
+        remove_parameter(src, "f", name="b"), remove_element(src, "f", anchor=assigns("t"), element="b")))
     assert last == "def f(a):\n    t = (a,)\n"
     with pytest.raises(AnchorMissing):
-        edited(source, lambda src: set_call_keyword(src, "kernel", "run", "nope", "1"))
+        edited(source, lambda src: set_call_keyword(src, "kernel", callee="run", keyword="nope", value="1"))
 
 
 def test_replace_argument_by_code_once_and_names_a_missing_one():
@@ -492,12 +492,12 @@ def test_replace_argument_by_code_once_and_names_a_missing_one():
             size=view.shape[0],
         )
     """
-    edit = lambda src: replace_argument(src, "launch", "kernel[...]", "view.shape[0]", "view.shape[-1]")  # noqa: E731
+    edit = lambda src: replace_argument(src, "launch", callee="kernel[...]", old="view.shape[0]", new="view.shape[-1]")  # noqa: E731
     out = edited(source, edit)
     assert out.count("view.shape[-1]") == 2 and "shape[0]" not in out
     assert edited(out, edit) == out
     with pytest.raises(AnchorMissing, match="passing `other`"):
-        edited(source, lambda src: replace_argument(src, "launch", "kernel[...]", "other", "x"))
+        edited(source, lambda src: replace_argument(src, "launch", callee="kernel[...]", old="other", new="x"))
 
 
 def test_add_parameter_reaches_every_platform_branchs_definition():
@@ -512,7 +512,7 @@ def test_add_parameter_reaches_every_platform_branchs_definition():
         def entry(ids, view):
             return ids
     """
-    edit = lambda src: add_parameter(src, "entry", "rows", default="None")  # noqa: E731
+    edit = lambda src: add_parameter(src, "entry", name="rows", default="None")  # noqa: E731
     out = edited(source, edit)
     assert out.count("def entry(ids, view, rows=None):") == 2
     assert edited(out, edit) == out

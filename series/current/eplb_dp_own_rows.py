@@ -70,39 +70,62 @@ def apply(tree):
         # other caller (MegaMoE's prepare) passes no window and counts as before.
         with python_file(tree, EPLB_TRITON) as src:
             for bound in BOUNDS:
-                add_parameter(src, SHARED_MAP, bound, default="None")
+                add_parameter(src, SHARED_MAP, name=bound, default="None")
             own = code.body("count_own_rows_in_shared_map")
-            replace_statement(src, SHARED_MAP, if_block("num_unpadded_tokens is not None"), own,
-                              done=assigns("row"), keep_comments=False)  # fmt: skip
+            replace_statement(
+                src,
+                SHARED_MAP,
+                anchor=if_block("num_unpadded_tokens is not None"),
+                code=own,
+                done=assigns("row"),
+                keep_comments=False,
+            )
     with python_file(tree, BASE_ROUTER) as src:
         for bound in BOUNDS:
-            add_parameter(src, KERNEL, bound, before="num_shards")
-        replace_decorator(src, KERNEL, "triton.jit", UNSPECIALIZED)
+            add_parameter(src, KERNEL, name=bound, before="num_shards")
+        replace_decorator(src, KERNEL, old="triton.jit", new=UNSPECIALIZED)
         if shared_map(tree):
             for bound in BOUNDS:
-                add_call_keyword(src, KERNEL, SHARED_MAP, bound, bound)
+                add_call_keyword(src, KERNEL, callee=SHARED_MAP, keyword=bound, value=bound)
         else:
             own = code.body("count_own_rows_only")
-            replace_statement(src, KERNEL, if_block("HAS_NUM_UNPADDED"), own,
-                              done=assigns("own_row"), keep_comments=False)  # fmt: skip
+            replace_statement(
+                src,
+                KERNEL,
+                anchor=if_block("HAS_NUM_UNPADDED"),
+                code=own,
+                done=assigns("own_row"),
+                keep_comments=False,
+            )
 
-        add_parameter(src, LAUNCHER, "counted_rows", annotation=ROWS, default="None")
-        insert_before(src, LAUNCHER, assigns("args"), code.body("window_of_counted_rows"))
-        insert_element(src, LAUNCHER, assigns("args"), "*window", after="num_active_experts")
-        insert_after(src, LAUNCHER, assigns("direct"), code.body("direct_only_for_int32_windows"))
-        add_parameter(src, ENTRY, "counted_rows", annotation=ROWS, default="None")
-        add_call_keyword(src, ENTRY, LAUNCHER, "counted_rows", "counted_rows")
+        add_parameter(src, LAUNCHER, name="counted_rows", annotation=ROWS, default="None")
+        insert_before(
+            src, LAUNCHER, anchor=assigns("args"), code=code.body("window_of_counted_rows")
+        )
+        insert_element(
+            src, LAUNCHER, anchor=assigns("args"), element="*window", after="num_active_experts"
+        )
+        insert_after(
+            src, LAUNCHER, anchor=assigns("direct"), code=code.body("direct_only_for_int32_windows")
+        )
+        add_parameter(src, ENTRY, name="counted_rows", annotation=ROWS, default="None")
+        add_call_keyword(src, ENTRY, callee=LAUNCHER, keyword="counted_rows", value="counted_rows")
 
         attribute = code.body("counted_rows_attribute")
-        insert_after(src, "BaseRouter.__init__", assigns("self.capture_fn"), attribute)
-        add_call_keyword(src, "BaseRouter._apply_eplb_mapping", ENTRY,
-                         "counted_rows", "self.eplb_counted_rows")  # fmt: skip
+        insert_after(src, "BaseRouter.__init__", anchor=assigns("self.capture_fn"), code=attribute)
+        add_call_keyword(
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee=ENTRY,
+            keyword="counted_rows",
+            value="self.eplb_counted_rows",
+        )
 
     with python_file(tree, MOE_RUNNER) as src:
         import_names(src, "vllm.distributed", "get_dp_group")
-        add_members(src, "MoERunner", code.members("MoERunner"), after="_maybe_dispatch")
+        add_members(src, "MoERunner", code=code.members("MoERunner"), after="_maybe_dispatch")
         dispatch = "MoERunner._maybe_dispatch"
         window = code.body("set_router_window")
-        insert_before(src, dispatch, if_block("self.do_naive_dispatch_combine"), window)
+        insert_before(src, dispatch, anchor=if_block("self.do_naive_dispatch_combine"), code=window)
     bring_file(tree, "tests/kernels/moe/test_eplb_own_rows.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_gathered_rows.py")

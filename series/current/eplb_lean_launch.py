@@ -61,12 +61,14 @@ def apply(tree):
     shared = Fragments("series/fragments/eplb_lean_launch.py")
     with python_file(tree, BASE_ROUTER) as src:
         # isort's place for it: straight imports first in the standard library.
-        insert_before(src, "", statement("from abc import abstractmethod"), "import weakref")
+        insert_before(
+            src, "", anchor=statement("from abc import abstractmethod"), code="import weakref"
+        )
         definitions = [*map(shared.definition, SHARED), *map(code.definition, LAYER_STATE)]
         # Above the platform guard (whose test differs by release).
-        add_definitions(src, "".join(definitions), before=if_defining(LAUNCHER))
-        replace_definition(src, "", code.definition(LAUNCHER))
+        add_definitions(src, code="".join(definitions), before=if_defining(LAUNCHER))
+        replace_definition(src, "", code=code.definition(LAUNCHER))
         if shared_map(tree):
             # 0.34's kernel tests `num_unpadded_tokens is not None` itself.
-            remove_element(src, LAUNCHER, assigns("args"), "has_unpadded")
+            remove_element(src, LAUNCHER, anchor=assigns("args"), element="has_unpadded")
     bring_file(tree, "tests/kernels/moe/test_eplb_direct_launch.py")

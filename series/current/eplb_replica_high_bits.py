@@ -37,6 +37,12 @@ def apply(tree):
     high_bits = code.body("hash_high_bits")
     path, function = map_site(tree)
     with python_file(tree, path) as src:
-        replace_statement(src, function, assigns("hashed"), high_bits, done=statement(high_bits),
-                          keep_comments=False)  # fmt: skip
+        replace_statement(
+            src,
+            function,
+            anchor=assigns("hashed"),
+            code=high_bits,
+            done=statement(high_bits),
+            keep_comments=False,
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_high_bits.py")

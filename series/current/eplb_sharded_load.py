@@ -86,54 +86,102 @@ def apply(tree):
     shared = Fragments("series/fragments/eplb_sharded_load.py")
     kernel = Fragments("series/fragments/eplb_sharded_load_upstream.py")
     with python_file(tree, EPLB_STATE) as src:
-        add_definitions(src, shared.definition("expert_load_shard_count"),
-                        before=defines("EplbState"))  # fmt: skip
+        add_definitions(
+            src, code=shared.definition("expert_load_shard_count"), before=defines("EplbState")
+        )
         for owner in ("EplbModelState", "EplbLayerState"):
-            add_members(src, owner, shared.members(owner), after="num_unpadded_tokens_tensors")
-        add_members(src, "EplbState", shared.members("EplbState"),
-                    after="_propagate_shared_tensors")  # fmt: skip
+            add_members(src, owner, code=shared.members(owner), after="num_unpadded_tokens_tensors")
+        add_members(
+            src, "EplbState", code=shared.members("EplbState"), after="_propagate_shared_tensors"
+        )
         registered = assigns_item("self.model_states")
-        insert_after(src, "EplbState.add_model", registered, "self._shard_expert_load(model_state)")
-        insert_after(src, "EplbState.step", assigns("ep_group"), shared.body("fold_shards_first"))
+        insert_after(
+            src,
+            "EplbState.add_model",
+            anchor=registered,
+            code="self._shard_expert_load(model_state)",
+        )
+        insert_after(
+            src, "EplbState.step", anchor=assigns("ep_group"), code=shared.body("fold_shards_first")
+        )
         # From 0.30 a new mapping drops the pass: the shards' counts with it.
         dropped = call_statement("eplb_model_state.expert_load_pass.zero_")
         if src.has_statement("EplbState.update_mapping", dropped):
-            insert_before(src, "EplbState.update_mapping", dropped,
-                          "self._fold_expert_load(eplb_model_state)")  # fmt: skip
+            insert_before(
+                src,
+                "EplbState.update_mapping",
+                anchor=dropped,
+                code="self._fold_expert_load(eplb_model_state)",
+            )
         resizes_here = src.defines(RESIZE)
         if resizes_here:
-            insert_before(src, RESIZE, assigns("old_num_physical_experts"),
-                          "self._fold_expert_load(model_state)")  # fmt: skip
-            insert_after(src, RESIZE, assigns("model_state.expert_load_pass"),
-                         "self._shard_expert_load(model_state)")  # fmt: skip
+            insert_before(
+                src,
+                RESIZE,
+                anchor=assigns("old_num_physical_experts"),
+                code="self._fold_expert_load(model_state)",
+            )
+            insert_after(
+                src,
+                RESIZE,
+                anchor=assigns("model_state.expert_load_pass"),
+                code="self._shard_expert_load(model_state)",
+            )
     if not resizes_here:
         # Up to 0.29 elastic EP pads or slices the pass itself: the counts
         # still in the shards belong to the old layout.
         with python_file(tree, ELASTIC_EXECUTE) as src:
-            insert_before(src, ELASTIC_SWITCH, assigns("old_num_physical_experts"),
-                          "eplb_state._fold_expert_load(eplb_model_state)")  # fmt: skip
+            insert_before(
+                src,
+                ELASTIC_SWITCH,
+                anchor=assigns("old_num_physical_experts"),
+                code="eplb_state._fold_expert_load(eplb_model_state)",
+            )
             handed = call_statement("eplb_state._propagate_shared_tensors")
-            insert_after(src, ELASTIC_SWITCH, handed,
-                         "eplb_state._shard_expert_load(eplb_model_state)")  # fmt: skip
+            insert_after(
+                src,
+                ELASTIC_SWITCH,
+                anchor=handed,
+                code="eplb_state._shard_expert_load(eplb_model_state)",
+            )
 
     with python_file(tree, BASE_ROUTER) as src:
         if shared_map(tree):
             # 0.34 on: the kernel hands eplb_map_and_record its program's shard.
-            add_parameter(src, KERNEL, "num_shards", before="BLOCK_SIZE")
-            insert_before(src, KERNEL, assigns("physical_id"),
-                          kernel.body("program_shard_of_the_row"))  # fmt: skip
-            replace_argument(src, KERNEL, SHARED_MAP, "out_ptr", "shard_ptr")
+            add_parameter(src, KERNEL, name="num_shards", before="BLOCK_SIZE")
+            insert_before(
+                src,
+                KERNEL,
+                anchor=assigns("physical_id"),
+                code=kernel.body("program_shard_of_the_row"),
+            )
+            replace_argument(src, KERNEL, callee=SHARED_MAP, old="out_ptr", new="shard_ptr")
         else:
-            add_parameter(src, KERNEL, "num_shards", before="HAS_NUM_UNPADDED")
+            add_parameter(src, KERNEL, name="num_shards", before="HAS_NUM_UNPADDED")
             count = kernel.body("count_into_program_shard")
-            replace_statement(src, KERNEL, call_statement("tl.atomic_add"), count,
-                              done=assigns("shard_ptr"))  # fmt: skip
+            replace_statement(
+                src,
+                KERNEL,
+                anchor=call_statement("tl.atomic_add"),
+                code=count,
+                done=assigns("shard_ptr"),
+            )
         launch = f"{KERNEL}[...]"
-        replace_argument(src, LAUNCHER, launch, "expert_load_view.shape[0]",
-                         "expert_load_view.shape[-1]")  # fmt: skip
+        replace_argument(
+            src,
+            LAUNCHER,
+            callee=launch,
+            old="expert_load_view.shape[0]",
+            new="expert_load_view.shape[-1]",
+        )
         shards = "1 if expert_load_view.dim() == 1 else expert_load_view.shape[0]"
-        add_call_keyword(src, LAUNCHER, launch, "num_shards", shards)
-        set_call_keyword(src, "BaseRouter._apply_eplb_mapping", ENTRY,
-                         "expert_load_view", "eplb_state.expert_load_counter")  # fmt: skip
+        add_call_keyword(src, LAUNCHER, callee=launch, keyword="num_shards", value=shards)
+        set_call_keyword(
+            src,
+            "BaseRouter._apply_eplb_mapping",
+            callee=ENTRY,
+            keyword="expert_load_view",
+            value="eplb_state.expert_load_counter",
+        )
     bring_file(tree, "tests/kernels/moe/test_eplb_load_shards.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_load_shard_fold.py")
