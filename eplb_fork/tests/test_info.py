@@ -16,7 +16,7 @@ from eplb_fork.info import (
     touched,
     upstream_release,
 )
-from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, load_series
+from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, between_lines, load_series
 from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
 
 
@@ -117,3 +117,10 @@ def test_revision_finds_a_patch_by_its_trailer(tmp_path, capsys):
 def test_info_prints_one_fact(fact, expected, capsys):
     assert main(["--base", "0.19.1", "info", fact]) == 0
     assert capsys.readouterr().out == f"{expected}\n"
+
+
+def test_every_pinned_release_has_a_line_or_is_refused_as_between_lines():
+    _, releases = load_pins()
+    for version in releases:
+        covered = [line for line in LINES if version in line_releases(line, releases)]
+        assert len(covered) == (0 if between_lines(version) else 1), version
