@@ -77,7 +77,7 @@ install: engine
 wheel: engine
 	$(ENGINE) wheel
 
-# The README's series table, regenerated from series/series.
+# The README's series tables, regenerated from each line's series file.
 changelog: engine
 	$(ENGINE) changelog
 
@@ -204,7 +204,7 @@ lint-engine: engine
 	$(RUFF) format --no-cache --check eplb_fork series eplb_demo
 	@test -f $(FORK)/pyproject.toml || { echo "no fork to take ruff's config from: make fork"; exit 2; }
 	$(RUFF) check --no-cache --config $(FORK)/pyproject.toml \
-	  --config 'lint.isort.known-first-party=["vllm"]' series/fragments
+	  --config 'lint.isort.known-first-party=["vllm"]' series/*/fragments
 
 test-engine: lint-engine
 	$(ENGINE_VENV)/bin/python -m pytest -q eplb_fork/tests

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     link.add_argument("roots", nargs="+", help="distribution names, e.g. torch")
     link.set_defaults(run=cmd_link)
     sub.add_parser(
-        "changelog", help="the series table in README.md, from series/series"
+        "changelog", help="the series tables in README.md, from each line's series file"
     ).set_defaults(run=cmd_changelog)
     apply = sub.add_parser("apply", help="apply the series to a git checkout")
     apply.add_argument("--tree", required=True)
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     touch.add_argument("new")
     touch.set_defaults(run=cmd_touched)
     revision = sub.add_parser("revision", help="the fork's commit of a patch (by its trailer)")
-    revision.add_argument("patch", help="a patch module's name, as in series/series")
+    revision.add_argument("patch", help="a patch module's name, as in its line's series file")
     revision.set_defaults(run=cmd_revision)
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """The series for review: `git format-patch` files after a cover letter.
 
-The cover letter's prose lives in series/cover-letter.md: its first line is
+The cover letter's prose lives in the line's cover-letter.md: its first line is
 the subject, the rest is the body, in which the line `PATCH_LIST` stands for
 the patches, one entry each with its origin and upstream status, generated
 from the series' metadata.
@@ -15,11 +15,11 @@ from eplb_fork import EngineError
 from eplb_fork.base import Release
 from eplb_fork.baserepo import base_tag
 from eplb_fork.gittree import Identity, Repo
-from eplb_fork.series import SERIES_DIR, Patch, origin_text, patch_commits, upstream_text
+from eplb_fork.series import BACKPORT_DIR, Patch, origin_text, patch_commits, upstream_text
 
-COVER_SOURCE = SERIES_DIR / "cover-letter.md"
+COVER_SOURCE = BACKPORT_DIR / "cover-letter.md"
 COVER_LETTER = "0000-cover-letter.patch"
-PATCH_LIST = "<!-- the patches, generated from series/series -->"
+PATCH_LIST = "<!-- the patches, generated from the line's series file -->"
 # What `git format-patch --cover-letter` leaves for the author to fill in.
 SUBJECT_HERE, BLURB_HERE = "*** SUBJECT HERE ***", "*** BLURB HERE ***"
 

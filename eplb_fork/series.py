@@ -1,8 +1,9 @@
-"""Loading the series: `series/series` lists patch modules in order (as quilt's
-series file does); each module carries its own metadata and an `apply(tree)`,
-and its docstring is the commit message's body: one description per patch.
+"""Loading the series: a line's `series` file lists patch modules in order (as
+quilt's series file does); each module carries its own metadata and an
+`apply(tree)`, and its docstring is the commit message's body: one
+description per patch.
 
-There are two lines. The backport (`series/`) brings PR #36261 and our
+There are two lines. The backport (`series/backport/`) brings PR #36261 and our
 follow-ups to releases before the PR shipped. The current line
 (`series/current/`) carries the follow-ups on upstream's own code, for
 releases from the one its package names as `FIRST_RELEASE` on. A base
@@ -24,6 +25,7 @@ from eplb_fork import REPO_ROOT, EngineError
 from eplb_fork.gittree import Identity, Repo
 
 SERIES_DIR = REPO_ROOT / "series"
+BACKPORT_DIR = SERIES_DIR / "backport"
 CURRENT_DIR = SERIES_DIR / "current"
 UPSTREAM_PR = "https://github.com/vllm-project/vllm/pull/{}"
 # Names the patch in each commit the series makes, so a tree that holds our
@@ -119,7 +121,7 @@ def series_author(series_dir: Path = SERIES_DIR) -> Identity:
     return Identity(module.AUTHOR_NAME, module.AUTHOR_EMAIL, "")
 
 
-def load_series(series_dir: Path = SERIES_DIR) -> list[Patch]:
+def load_series(series_dir: Path = BACKPORT_DIR) -> list[Patch]:
     index = series_dir / "series"
     inside = series_dir.is_relative_to(REPO_ROOT)
     where = series_dir.relative_to(REPO_ROOT) if inside else series_dir
@@ -168,7 +170,7 @@ def _line_markers(title: str) -> tuple[str, str]:
 
 
 # Oldest first: a base gets the last line whose first release it has reached.
-BACKPORT = Line("backport", SERIES_DIR, "PR #36261 and our follow-ups", _line_markers("series "))
+BACKPORT = Line("backport", BACKPORT_DIR, "PR #36261 and our follow-ups", _line_markers("series "))
 CURRENT = Line(
     "current",
     CURRENT_DIR,

@@ -1,4 +1,4 @@
-"""Whole files and fragments that live in this repo (series/fragments/)."""
+"""Whole files and fragments that live in this repo (a line's fragments/)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def bring_file(tree: Tree, path: str) -> None:
 
 
 class Fragments:
-    """A patch's new code, kept in a real module under `series/fragments/`
+    """A patch's new code, kept in a real module under a line's `fragments/`
     so that it is linted and read as code rather than as strings.
 
     The module holds three kinds of thing, each found by name:

@@ -15,7 +15,7 @@ from eplb_fork import EngineError
 from eplb_fork.apply import apply_series
 from eplb_fork.codemod import AnchorMissing, Conflict, bring_file, constrain_field, python_file
 from eplb_fork.gittree import Identity, Repo
-from eplb_fork.series import SERIES_DIR, Patch, load_patch, load_series
+from eplb_fork.series import BACKPORT_DIR, Patch, load_patch, load_series
 
 AUTHOR = Identity("Test Maintainer", "test@example.org", "")
 
@@ -100,7 +100,7 @@ def test_real_first_patch_names_its_anchor(tmp_path):
     before = snapshot(repo)
     with pytest.raises(EngineError, match=r"EPLBConfig\.window_size not found in "
                        r"vllm/config/parallel\.py"):  # fmt: skip
-        apply_series(repo, [load_patch(SERIES_DIR / "eplb_config_positive.py")], AUTHOR)
+        apply_series(repo, [load_patch(BACKPORT_DIR / "eplb_config_positive.py")], AUTHOR)
     assert snapshot(repo) == before
 
 
@@ -173,7 +173,7 @@ def test_cli_reports_refusal_without_traceback(tmp_path):
 
 def test_series_index_loads_with_complete_metadata():
     patches = load_series()
-    assert patches, "series/series lists no patches"
+    assert patches, "series/backport/series lists no patches"
     for patch in patches:
         assert patch.subject.startswith(("[EPLB] ", "[Config] ")), patch.subject
         assert len(patch.subject) <= 72

@@ -16,7 +16,7 @@ this is the same change on upstream's `_propagate_shared_tensors`.
 """
 
 from eplb_fork.codemod import bring_file
-from series.eplb_clean_window_slots import fix_window_slots
+from series.shared.window_slots import fix_window_slots
 
 SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"

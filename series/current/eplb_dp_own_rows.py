@@ -64,7 +64,7 @@ BOUNDS = ("count_first", "count_end")
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_dp_own_rows_upstream.py")
+    code = Fragments("series/current/fragments/eplb_dp_own_rows.py")
     if shared_map(tree):
         # 0.34 on: the mask is upstream's shared eplb_map_and_record's; its
         # other caller (MegaMoE's prepare) passes no window and counts as before.

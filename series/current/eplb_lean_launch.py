@@ -57,8 +57,8 @@ LAYER_STATE = ("_LayerLaunch", "_layer_launches", "_layer_launch")
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_lean_launch_upstream.py")
-    shared = Fragments("series/fragments/eplb_lean_launch.py")
+    code = Fragments("series/current/fragments/eplb_lean_launch.py")
+    shared = Fragments("series/shared/fragments/eplb_lean_launch.py")
     with python_file(tree, BASE_ROUTER) as src:
         # isort's place for it: straight imports first in the standard library.
         insert_before(

@@ -54,7 +54,7 @@ DATE = "2026-11-30T07:30:00+00:00"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_relaxed_record.py")
+    code = Fragments("series/current/fragments/eplb_relaxed_record.py")
     path, function = map_site(tree)
     with python_file(tree, path) as src:
         new_hash = code.body("hash_in_32_bits")

@@ -33,7 +33,7 @@ DATE = "2026-11-30T07:25:00+00:00"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_replica_high_bits_upstream.py")
+    code = Fragments("series/current/fragments/eplb_replica_high_bits.py")
     high_bits = code.body("hash_high_bits")
     path, function = map_site(tree)
     with python_file(tree, path) as src:

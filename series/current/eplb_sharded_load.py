@@ -83,8 +83,8 @@ DATE = "2026-11-30T07:40:00+00:00"
 
 
 def apply(tree):
-    shared = Fragments("series/fragments/eplb_sharded_load.py")
-    kernel = Fragments("series/fragments/eplb_sharded_load_upstream.py")
+    shared = Fragments("series/shared/fragments/eplb_sharded_load.py")
+    kernel = Fragments("series/current/fragments/eplb_sharded_load.py")
     with python_file(tree, EPLB_STATE) as src:
         add_definitions(
             src, code=shared.definition("expert_load_shard_count"), before=defines("EplbState")

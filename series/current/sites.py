@@ -9,9 +9,9 @@ that fit its code.
 
 # The files both lines edit are at the same paths (re-exported for the
 # line's patches, which ask here only).
-from series.sites import BASE_ROUTER as BASE_ROUTER
-from series.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
-from series.sites import EPLB_STATE as EPLB_STATE
+from series.shared.sites import BASE_ROUTER as BASE_ROUTER
+from series.shared.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
+from series.shared.sites import EPLB_STATE as EPLB_STATE
 
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
 # From 0.34.0 the replica math and the recording live in one Triton

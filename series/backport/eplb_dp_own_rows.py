@@ -65,7 +65,7 @@ from eplb_fork.codemod import (
     uses,
     with_block,
 )
-from series.sites import (
+from series.backport.sites import (
     BASE_ROUTER,
     EPLB_STATE,
     KERNEL,
@@ -85,7 +85,7 @@ UNSPECIALIZED = 'triton.jit(do_not_specialize=["count_first", "count_end", "coun
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_dp_own_rows.py")
+    code = Fragments("series/backport/fragments/eplb_dp_own_rows.py")
     with python_file(tree, EPLB_STATE) as src:
         add_members(
             src, "EplbLayerState", code=code.members("EplbLayerState"), after="real_token_count"

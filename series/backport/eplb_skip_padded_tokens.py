@@ -33,7 +33,7 @@ from eplb_fork.codemod import (
     python_file,
     with_block,
 )
-from series.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER, MODEL_RUNNER
+from series.backport.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER, MODEL_RUNNER
 
 SUBJECT = "[EPLB] Do not record padded tokens as expert load"
 ORIGIN = "vendor, https://github.com/vllm-project/vllm/pull/38128"
@@ -41,7 +41,7 @@ DATE = "2026-11-29T12:02:00+00:00"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_skip_padded_tokens.py")
+    code = Fragments("series/backport/fragments/eplb_skip_padded_tokens.py")
     with python_file(tree, EPLB_STATE) as src:
         insert_after(
             src,

@@ -2,7 +2,7 @@
 fused_moe/router/base_router.py, from 0.31) counting into per-program
 shards. The patch `eplb_sharded_load` of the current line puts it in place
 of the kernel's `tl.atomic_add(...)`; EplbState's side is shared with the
-backport (series/fragments/eplb_sharded_load.py). The imports stand for
+backport (series/shared/fragments/eplb_sharded_load.py). The imports stand for
 that file's.
 """
 

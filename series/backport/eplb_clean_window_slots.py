@@ -23,16 +23,8 @@ checks after every step that the window is the load of the last
 window_size recorded forwards.
 """
 
-from eplb_fork.codemod import (
-    Fragments,
-    bring_file,
-    if_block,
-    insert_before,
-    python_file,
-    replace_statement,
-    statement,
-)
-from series.sites import EPLB_STATE
+from eplb_fork.codemod import bring_file
+from series.shared.window_slots import fix_window_slots
 
 SUBJECT = "[EPLB] Keep every load window slot to its own step"
 ORIGIN = "vendor"
@@ -40,30 +32,7 @@ DATE = "2026-11-29T12:00:00+00:00"
 # The flag allocation and the pass handling this fixes came with PR #36261.
 FIXES = "eplb_state_record_gate"
 
-CODE = "series/fragments/eplb_clean_window_slots.py"
-
 
 def apply(tree):
     fix_window_slots(tree, "EplbState._init_should_record_tensor")
     bring_file(tree, "tests/distributed/eplb/test_eplb_window_slots.py")
-
-
-def fix_window_slots(tree, flag_allocator: str) -> None:
-    """The change itself, given the method that allocates the shared flag
-    (the current line makes the same change on upstream's own method)."""
-    code = Fragments(CODE)
-    allocate = code.body("allocate_flag_from_the_rule")
-    with python_file(tree, EPLB_STATE) as src:
-        replace_statement(
-            src,
-            flag_allocator,
-            anchor=if_block("self.should_record_tensor is None and layer_states"),
-            code=allocate,
-            done=statement(allocate),
-        )
-        insert_before(
-            src,
-            "EplbState.step",
-            anchor=statement("self.rearrange(is_profile=True)"),
-            code=code.body("drop_profile_load"),
-        )

@@ -40,15 +40,15 @@ from eplb_fork.codemod import (
     replace_statement,
     uses,
 )
-from series.sites import BASE_ROUTER
+from series.backport.sites import BASE_ROUTER
 
 SUBJECT = "[EPLB] Fuse expert mapping and load recording into one Triton kernel"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/36261"
 DATE = "2026-03-31T12:02:00+00:00"
 
-PR_KERNEL = "series/fragments/eplb_map_record_pr36261.py"
-CHECKS = "series/fragments/eplb_router_record_flag.py"
+PR_KERNEL = "series/backport/fragments/eplb_map_record_pr36261.py"
+CHECKS = "series/backport/fragments/eplb_router_record_flag.py"
 FLAG = "self.eplb_state.should_record_tensor"
 
 

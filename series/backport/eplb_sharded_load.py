@@ -68,7 +68,7 @@ from eplb_fork.codemod import (
     set_call_keyword,
     statement,
 )
-from series.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER
+from series.backport.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Count expert load into per-program shards, folded once per step"
 ORIGIN = "vendor"
@@ -81,7 +81,7 @@ RECORD_PATHS = "tests/kernels/moe/test_eplb_record_paths.py"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_sharded_load.py")
+    code = Fragments("series/shared/fragments/eplb_sharded_load.py")
     with python_file(tree, EPLB_STATE) as src:
         shard_count = code.definition("expert_load_shard_count")
         add_definitions(src, code=shard_count, before=defines("EplbState"))

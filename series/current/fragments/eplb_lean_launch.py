@@ -3,7 +3,7 @@ fused_moe/router/base_router.py, from 0.31) without Triton's per-call
 binding. The patch `eplb_lean_launch` of the current line puts the per-layer
 launch state above the platform-guarded block and the launcher in place of
 `_eplb_map_and_record_triton`; the Triton gate and the hook check are the
-backport's (series/fragments/eplb_lean_launch.py). The imports stand for
+backport's (series/shared/fragments/eplb_lean_launch.py). The imports stand for
 that file's own (the patch adds `weakref`) and for the names defined there.
 """
 

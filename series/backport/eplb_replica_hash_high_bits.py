@@ -25,13 +25,13 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
-from series.sites import BASE_ROUTER
+from series.backport.sites import BASE_ROUTER
 
 SUBJECT = "[EPLB] Take the replica from the high bits of the token hash"
 ORIGIN = "vendor"
 DATE = "2026-11-29T12:01:30+00:00"
 
-CODE = "series/fragments/eplb_replica_hash_high_bits.py"
+CODE = "series/backport/fragments/eplb_replica_hash_high_bits.py"
 
 
 def apply(tree):

@@ -33,7 +33,7 @@ from eplb_fork.codemod import (
     python_file,
     replace_statement,
 )
-from series.sites import ELASTIC_EXECUTE, EPLB_STATE
+from series.backport.sites import ELASTIC_EXECUTE, EPLB_STATE
 
 SUBJECT = "[EPLB] Record expert load only inside the rearrangement window"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
@@ -44,7 +44,7 @@ PUBLISH_FLAG = "self._update_layer_should_record(log_stats=log_stats)"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_state_record_gate.py")
+    code = Fragments("series/backport/fragments/eplb_state_record_gate.py")
     with python_file(tree, EPLB_STATE) as src:
         add_members(
             src,

@@ -1,12 +1,15 @@
 """Where the backport's base (vLLM 0.19, and the releases before it) keeps
 what the backport line edits: one name per file and function, asked by
-every patch of the line. The files the current line edits too are the same
-paths there (series/current/sites.py takes them from here).
+every patch of the line. The files the current line edits too come from
+series/shared/sites.py.
 """
 
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-ELASTIC_EXECUTE = "vllm/distributed/elastic_ep/elastic_execute.py"
+# The files both lines edit (re-exported for the line's patches, which ask
+# here only).
+from series.shared.sites import BASE_ROUTER as BASE_ROUTER
+from series.shared.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
+from series.shared.sites import EPLB_STATE as EPLB_STATE
+
 MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
 

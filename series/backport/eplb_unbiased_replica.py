@@ -29,14 +29,14 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
-from series.sites import BASE_ROUTER, KERNEL
+from series.backport.sites import BASE_ROUTER, KERNEL
 
 SUBJECT = "[EPLB] Pick the replica per token, by a multiplicative hash"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/40810"
 APPLIED_UPSTREAM = "v0.20.0, https://github.com/vllm-project/vllm/pull/40810"
 DATE = "2026-11-29T12:01:00+00:00"
 
-CODE = "series/fragments/eplb_unbiased_replica.py"
+CODE = "series/backport/fragments/eplb_unbiased_replica.py"
 
 
 def apply(tree):

@@ -41,7 +41,7 @@ from eplb_fork.codemod import (
     python_file,
     replace_statement,
 )
-from series.sites import BASE_ROUTER, KERNEL, LAUNCHER
+from series.backport.sites import BASE_ROUTER, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Aggregate expert load per tile before the atomics"
 ORIGIN = "vendor"
@@ -49,7 +49,7 @@ DATE = "2026-11-29T12:04:00+00:00"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_block_histogram.py")
+    code = Fragments("series/backport/fragments/eplb_block_histogram.py")
     with python_file(tree, BASE_ROUTER) as src:
         add_definitions(src, code=code.definition("MAX_HISTOGRAM_BINS"), after=defines(KERNEL))
         add_parameter(

@@ -54,7 +54,7 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
-from series.sites import BASE_ROUTER, KERNEL, LAUNCHER, PASS_THROUGH
+from series.backport.sites import BASE_ROUTER, KERNEL, LAUNCHER, PASS_THROUGH
 
 SUBJECT = "[EPLB] Launch map+record without Triton's per-call binding"
 ORIGIN = "vendor"
@@ -68,7 +68,7 @@ LAYER_STATE = (
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_lean_launch.py")
+    code = Fragments("series/shared/fragments/eplb_lean_launch.py")
     store = code.body("store_in_output_dtype")
     with python_file(tree, BASE_ROUTER) as src:
         # isort's place for it: straight imports first in the standard library.

@@ -42,7 +42,7 @@ from eplb_fork.codemod import (
     replace_statement,
     uses,
 )
-from series.sites import BASE_ROUTER, KERNEL, LAUNCHER
+from series.backport.sites import BASE_ROUTER, KERNEL, LAUNCHER
 
 SUBJECT = "[EPLB] Map with 32-bit index math where a launch fits in it"
 ORIGIN = "vendor"
@@ -50,7 +50,7 @@ DATE = "2026-11-30T07:00:00+00:00"
 
 
 def apply(tree):
-    code = Fragments("series/fragments/eplb_narrow_index.py")
+    code = Fragments("series/backport/fragments/eplb_narrow_index.py")
     with python_file(tree, BASE_ROUTER) as src:
         add_parameter(
             src, KERNEL, name="NARROW_INDEX", before="BLOCK_SIZE", annotation="tl.constexpr"
