@@ -20,7 +20,7 @@ from eplb_fork.codemod.nodes import (
     parse_statements,
 )
 from eplb_fork.codemod.pyfile import PythonFile
-from eplb_fork.codemod.shapes import Shape, defines
+from eplb_fork.codemod.shapes import Shape, defines, statement
 
 
 def replace_statement(
@@ -29,14 +29,14 @@ def replace_statement(
     *,
     anchor: Shape,
     code: str,
-    done: Shape,
+    done: Shape | None = None,
     keep_comments: bool = True,
 ) -> None:
     """Swap the anchor statement for `code`, keeping the comments and blank
     lines above it (only the blank lines, if the comments describe what is
-    replaced). `done` recognises the result, so a tree that already has it is
-    left alone."""
-    if src.has_statement(scope, done):
+    replaced). `done` (by default: a statement equal to `code`) recognises
+    the result, so a tree that already has it is left alone."""
+    if src.has_statement(scope, done or statement(code)):
         return
     block, index, depth = src.locate(scope, anchor)
     body = list(_body_of(block))

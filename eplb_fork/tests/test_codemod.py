@@ -96,9 +96,7 @@ def test_anchors_survive_reformatting_and_comments():
 
     def edit(src):
         replace_statement(
-            src, "step", anchor=if_block("not is_dummy"), code="if not is_dummy and gate():\n    record()\n",
-            done=statement("if not is_dummy and gate():\n    record()\n"),
-        )
+            src, "step", anchor=if_block("not is_dummy"), code="if not is_dummy and gate():\n    record()\n")
         insert_after(src, "step", anchor=statement("done()"), code="publish()")
 
     out = edited(source, edit)

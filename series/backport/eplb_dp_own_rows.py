@@ -61,7 +61,6 @@ from eplb_fork.codemod import (
     replace_definition,
     replace_docstring,
     replace_statement,
-    statement,
     uses,
     with_block,
 )
@@ -125,9 +124,7 @@ def apply(tree):
         insert_below_comments(src, LAUNCHER, anchor=args, code=code.body("default_row_window"))
         insert_element(src, LAUNCHER, anchor=args, element="*window", after="top_k")
         direct = code.body("direct_launch_fits_window")
-        replace_statement(
-            src, LAUNCHER, anchor=assigns("direct"), code=direct, done=statement(direct)
-        )
+        replace_statement(src, LAUNCHER, anchor=assigns("direct"), code=direct)
         declare = code.body("declare_counted_rows")
         insert_after(src, "BaseRouter.__init__", anchor=assigns("self.capture_fn"), code=declare)
         add_call_keyword(
@@ -171,9 +168,7 @@ def apply(tree):
         )
         publish = code.body("publish_real_rows")
         publish_count = call_statement("self.eplb_state.set_real_token_count")
-        replace_statement(
-            src, execute_model, anchor=publish_count, code=publish, done=statement(publish)
-        )
+        replace_statement(src, execute_model, anchor=publish_count, code=publish)
         forward = with_block("self.maybe_randomize_inputs")
         insert_before(
             src, dummy_run, anchor=forward, code=code.body("no_real_tokens_in_dummy_batch")

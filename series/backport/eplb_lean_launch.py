@@ -75,9 +75,7 @@ def apply(tree):
         insert_before(
             src, "", anchor=statement("from abc import abstractmethod"), code="import weakref"
         )
-        replace_statement(
-            src, KERNEL, anchor=call_statement("tl.store"), code=store, done=statement(store)
-        )
+        replace_statement(src, KERNEL, anchor=call_statement("tl.store"), code=store)
         # The launcher is rewritten as a whole (little of its body stays),
         # once: later patches edit it further.
         replace_statement(

@@ -23,7 +23,6 @@ from eplb_fork.codemod import (
     bring_file,
     python_file,
     replace_statement,
-    statement,
 )
 from series.backport.sites import BASE_ROUTER
 
@@ -42,7 +41,6 @@ def apply(tree):
             "_eplb_map_and_record_kernel",
             anchor=assigns("replica"),
             code=high_bits,
-            done=statement(high_bits),
             keep_comments=False,
         )
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_strides.py")

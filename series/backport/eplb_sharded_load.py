@@ -66,7 +66,6 @@ from eplb_fork.codemod import (
     replace_docstring,
     replace_statement,
     set_call_keyword,
-    statement,
 )
 from series.backport.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER
 
@@ -134,16 +133,10 @@ def apply(tree):
 
         check = code.body("check_load_layout")
         replace_statement(
-            src,
-            LAYER_LAUNCH,
-            anchor=if_block("not load.is_contiguous()"),
-            code=check,
-            done=statement(check),
+            src, LAYER_LAUNCH, anchor=if_block("not load.is_contiguous()"), code=check
         )
         shapes = code.body("shapes_with_shards")
-        replace_statement(
-            src, LAYER_LAUNCH, anchor=assigns("self.shapes"), code=shapes, done=statement(shapes)
-        )
+        replace_statement(src, LAYER_LAUNCH, anchor=assigns("self.shapes"), code=shapes)
         for gone in ("bins", "self.histogram_bins"):
             remove_statement(src, LAYER_LAUNCH, anchor=assigns(gone))
 
@@ -151,13 +144,9 @@ def apply(tree):
         for gone in ("min_block", "per_program", "bins"):
             remove_statement(src, LAUNCHER, anchor=assigns(gone))
         tile = code.body("tile_of_256_ids")
-        replace_statement(
-            src, LAUNCHER, anchor=assigns("block_size"), code=tile, done=statement(tile)
-        )
+        replace_statement(src, LAUNCHER, anchor=assigns("block_size"), code=tile)
         warps = code.body("four_warps")
-        replace_statement(
-            src, LAUNCHER, anchor=assigns("num_warps"), code=warps, done=statement(warps)
-        )
+        replace_statement(src, LAUNCHER, anchor=assigns("num_warps"), code=warps)
         remove_element(src, LAUNCHER, anchor=assigns("args"), element="bins")
         set_call_keyword(
             src,

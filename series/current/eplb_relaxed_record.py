@@ -58,9 +58,7 @@ def apply(tree):
     path, function = map_site(tree)
     with python_file(tree, path) as src:
         new_hash = code.body("hash_in_32_bits")
-        replace_statement(
-            src, function, anchor=assigns("hashed"), code=new_hash, done=statement(new_hash)
-        )
+        replace_statement(src, function, anchor=assigns("hashed"), code=new_hash)
         # Up to 0.33 the replica has a statement of its own; from 0.34 it is
         # taken inline, from the replica count loaded just before.
         if shared_map(tree):
@@ -68,22 +66,10 @@ def apply(tree):
             if not src.has_statement(function, statement(narrow)):
                 insert_after(src, function, anchor=assigns("replicas"), code=narrow)
             relaxed = code.body("count_relaxed")
-            replace_statement(
-                src,
-                function,
-                anchor=call_statement("tl.atomic_add"),
-                code=relaxed,
-                done=statement(relaxed),
-            )
+            replace_statement(src, function, anchor=call_statement("tl.atomic_add"), code=relaxed)
         else:
             new_replica = code.body("replica_in_32_bits")
-            replace_statement(
-                src,
-                function,
-                anchor=assigns("replica_idx"),
-                code=new_replica,
-                done=statement(new_replica),
-            )
+            replace_statement(src, function, anchor=assigns("replica_idx"), code=new_replica)
             add_call_keyword(
                 src, function, callee="tl.atomic_add", keyword="sem", value='"relaxed"'
             )

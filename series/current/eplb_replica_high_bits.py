@@ -23,7 +23,6 @@ from eplb_fork.codemod import (
     bring_file,
     python_file,
     replace_statement,
-    statement,
 )
 from series.current.sites import map_site
 
@@ -38,11 +37,6 @@ def apply(tree):
     path, function = map_site(tree)
     with python_file(tree, path) as src:
         replace_statement(
-            src,
-            function,
-            anchor=assigns("hashed"),
-            code=high_bits,
-            done=statement(high_bits),
-            keep_comments=False,
+            src, function, anchor=assigns("hashed"), code=high_bits, keep_comments=False
         )
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_high_bits.py")

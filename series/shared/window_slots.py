@@ -25,7 +25,6 @@ def fix_window_slots(tree, flag_allocator: str) -> None:
             flag_allocator,
             anchor=if_block("self.should_record_tensor is None and layer_states"),
             code=allocate,
-            done=statement(allocate),
         )
         insert_before(
             src,
