@@ -40,8 +40,10 @@ class Fragments:
       like the target, fields with their docstrings and methods;
     - statements for an existing body (`body`): the body of a holder function
       named for what the statements do, its parameters the names they use.
-    A holder's or a class's own docstring says where its code goes; it is
-    not carried into the fork. Imports are the target file's business.
+    Where the code goes is the patch's to say, by its verb and anchor: a
+    holder is named for what its statements do, and its docstring (or a
+    class's), if any, says why; it is not carried into the fork. Imports
+    are the target file's business.
     """
 
     def __init__(self, path: str) -> None:

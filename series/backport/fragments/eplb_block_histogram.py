@@ -2,7 +2,7 @@
 
 The patch `eplb_block_histogram` puts this code into
 vllm/model_executor/layers/fused_moe/router/base_router.py, each piece where
-its docstring says. The imports are those base_router.py has.
+the patch says. The imports are those base_router.py has.
 """
 
 from vllm.triton_utils import tl, triton
@@ -34,7 +34,6 @@ def count_per_tile(
 
 
 def size_tiles(numel, expert_load_view):
-    """Replaces the launcher's fixed `block_size`."""
     # Enough programs to fill the GPU (an H200 has 132 SMs) for the mapping, and
     # at prefill sizes tiles large enough for the histogram to fold many ids into
     # one atomic per expert; below 512 ids a tile gains nothing from it.

@@ -4,7 +4,7 @@ The patch `eplb_dp_own_rows` puts this code into
 vllm/distributed/eplb/eplb_state.py,
 vllm/model_executor/layers/fused_moe/router/base_router.py,
 vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py and
-vllm/v1/worker/gpu_model_runner.py, each piece where its docstring says
+vllm/v1/worker/gpu_model_runner.py, each piece where the patch says
 (`eplb_counted_rows` lands as it is, before DefaultMoERunner). The imports
 are those the files have (the patch adds two to the MoE runner's).
 """
@@ -25,14 +25,12 @@ from vllm.v1.worker.ubatching import dbo_current_ubatch_id
 
 
 class EplbLayerState:
-    """Fields after `real_token_count`."""
 
     ubatch_token_starts: list[int] | None = None
     """Shared by all layers: where each micro-batch starts in the batch."""
 
 
 def declare_ubatch_token_starts(self) -> None:
-    """In `EplbState.__init__`, before the CUDA device setup."""
     self.ubatch_token_starts: list[int] = []
     """
     Where each micro-batch of the coming forward starts in the batch (empty
@@ -42,7 +40,6 @@ def declare_ubatch_token_starts(self) -> None:
 
 
 class EplbState:
-    """`set_real_token_count`, in place of the one that takes only the count."""
 
     def set_real_token_count(
         self, num_tokens: int | None, ubatch_starts: Sequence[int] = ()
@@ -106,7 +103,6 @@ def direct_launch_fits_window(layer, ids, out, numel, window):
 
 
 def declare_counted_rows(self) -> None:
-    """In `BaseRouter.__init__`, after the capture callback."""
     self.eplb_counted_rows: tuple[int, int, int] | None = None
     """Set by the MoE runner before routing: which of the router's rows are this
     rank's and where they sit in its batch (see eplb_map_and_record_triton)."""
@@ -116,7 +112,6 @@ def declare_counted_rows(self) -> None:
 
 
 class DefaultMoERunner:
-    """Methods after `forward`."""
 
     def _set_eplb_counted_rows(
         self, batch_rows: int, chunk_start: int = 0, gathered: bool = False
@@ -176,7 +171,6 @@ def eplb_counted_rows(
 
 
 def set_counted_rows_before_dispatch(self, hidden_states) -> None:
-    """In `DefaultMoERunner.forward_impl`, before `_maybe_dispatch`."""
     # Before any gather: the rows that reached the layer are this rank's.
     self._set_eplb_counted_rows(
         hidden_states.size(0), gathered=self.do_naive_dispatch_combine
@@ -195,8 +189,6 @@ def set_counted_rows_before_inline_gather(
 
 
 def set_counted_rows_per_chunk(self, num_tokens, chunk_start_) -> None:
-    """In `DefaultMoERunner.forward_impl_chunked`, before the chunk is
-    clamped to this rank's rows."""
     # Unclamped: a chunk past this rank's rows counts none of them.
     self._set_eplb_counted_rows(num_tokens, chunk_start_)
 
@@ -205,7 +197,6 @@ def set_counted_rows_per_chunk(self, num_tokens, chunk_start_) -> None:
 
 
 def decide_rows_are_placed(self):
-    """In `GPUModelRunner.execute_model`, in place of `tail_is_padding`."""
     # The MoE runner tells the router where each row sits in this rank's
     # batch; prefill context parallelism gathers it in a way it does not, so
     # there every row counts.
@@ -216,8 +207,8 @@ def decide_rows_are_placed(self):
 def publish_real_rows(
     self, num_tokens_unpadded, rows_are_placed, ubatch_slices_padded
 ) -> None:
-    """In `GPUModelRunner.execute_model`, in place of the call that publishes
-    only the real count."""
+    """The real count only where this rank's rows are the batch's own, and
+    each micro-batch's first row."""
     self.eplb_state.set_real_token_count(
         num_tokens_unpadded if rows_are_placed else None,
         [ubatch.token_slice.start for ubatch in ubatch_slices_padded or ()],
@@ -225,7 +216,6 @@ def publish_real_rows(
 
 
 def count_all_rows_after_dummy_batch(self) -> None:
-    """In `GPUModelRunner._dummy_run`, after the forward."""
     if self.eplb_state is not None:
         self.eplb_state.set_real_token_count(None)
 
@@ -233,7 +223,6 @@ def count_all_rows_after_dummy_batch(self) -> None:
 # Wrapped as four blocks deep in _dummy_run, where it lands.
 # fmt: off
 def no_real_tokens_in_dummy_batch(self, ubatch_slices_padded) -> None:
-    """In `GPUModelRunner._dummy_run`, before the forward."""
     if self.eplb_state is not None:
         # A dummy batch (capture, warm-up, an idle data-parallel rank) has no
         # real tokens; a captured graph keeps its micro-batch placement.

@@ -2,7 +2,7 @@
 
 The patch `eplb_narrow_index` puts this code into the map+record kernel and
 its launcher (vllm/model_executor/layers/fused_moe/router/base_router.py),
-each piece where its docstring says. The imports stand for that file's own.
+each piece where the patch says. The imports stand for that file's own.
 """
 
 from vllm.triton_utils import tl
@@ -13,26 +13,22 @@ _NARROW_INDEX_LIMIT = 2**31
 
 
 def token_of_each_id(offs, top_k, NARROW_INDEX):
-    """Replaces the kernel's `token = offs // top_k`."""
     # In int32 where it fits: a 64-bit division is tens of instructions per id.
     token = offs.to(tl.int32) // top_k if NARROW_INDEX else offs // top_k
     return token
 
 
 def replica_from_hash(token, replicas):
-    """Replaces the kernel's replica choice; same replica, 32-bit math."""
     hashed = token.to(tl.uint32) * 2654435769  # wraps as `& 0xFFFFFFFF` did
     replica = ((hashed >> 16) % replicas.to(tl.uint32)).to(tl.int64)
     return replica
 
 
 def index_width(numel, block_size):
-    """Goes into the launcher after the grid."""
     narrow_index = numel + block_size <= _NARROW_INDEX_LIMIT
     return narrow_index
 
 
 def variant_with_index_width(variant, narrow_index):
-    """Goes into the launcher after `variant = ...`."""
     variant += (narrow_index,)
     return variant

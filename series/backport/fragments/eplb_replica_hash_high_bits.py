@@ -4,7 +4,6 @@ vllm/model_executor/layers/fused_moe/router/base_router.py.
 """
 
 def replica_from_high_bits(token, replicas):
-    """Replaces the kernel's `replica = ...` (upstream's low-bits rule)."""
     # Bits 16-31 of the hash: its low bits repeat with period R when R is a
     # power of two, so tokens a multiple of R apart would share a replica.
     replica = (((token * 2654435769) & 0xFFFFFFFF) >> 16) % replicas

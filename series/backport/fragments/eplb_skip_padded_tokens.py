@@ -3,7 +3,7 @@
 The patch `eplb_skip_padded_tokens` puts this code into
 vllm/distributed/eplb/eplb_state.py, the map+record kernel of
 vllm/model_executor/layers/fused_moe/router/base_router.py and
-vllm/v1/worker/gpu_model_runner.py, each piece where its docstring says (the
+vllm/v1/worker/gpu_model_runner.py, each piece where the patch says (the
 constant: after eplb_state.py's logger). The imports are those the files have.
 """
 
@@ -16,14 +16,12 @@ ALL_ROWS_ARE_REAL = 2**62
 
 
 class EplbLayerState:
-    """Fields after `should_record_tensor`."""
 
     real_token_count: torch.Tensor | None = None
     """0-dim int64 device tensor shared by all layers: rows below it are real."""
 
 
 def declare_real_token_count(self) -> None:
-    """In `EplbState.__init__`, before the CUDA device setup."""
     self.real_token_count: torch.Tensor | None = None
     """
     How many leading rows of the coming forward are real tokens (rows past it
@@ -33,8 +31,6 @@ def declare_real_token_count(self) -> None:
 
 
 def allocate_real_token_count(self, layer_states: list) -> None:
-    """In `EplbState._init_should_record_tensor`, after the record flag's
-    allocation."""
     if self.real_token_count is None and layer_states:
         self.real_token_count = torch.full(
             (), ALL_ROWS_ARE_REAL, dtype=torch.int64, device=self.device
@@ -42,7 +38,6 @@ def allocate_real_token_count(self, layer_states: list) -> None:
 
 
 class EplbState:
-    """Methods after `_init_should_record_tensor`."""
 
     def set_real_token_count(self, num_tokens: int | None) -> None:
         """Rows of the coming forward that are real tokens; None: all rows."""
@@ -53,7 +48,6 @@ class EplbState:
 
 
 def count_real_rows_only(counted, token, real_tokens_ptr, COUNT_REAL_ONLY) -> None:
-    """In `_eplb_map_and_record_kernel`, after `counted` is first computed."""
     if COUNT_REAL_ONLY:
         # Rows past the real tokens are batch padding: mapped like the rest,
         # never counted. Read on the device, so a CUDA-graph replay with another
@@ -62,7 +56,6 @@ def count_real_rows_only(counted, token, real_tokens_ptr, COUNT_REAL_ONLY) -> No
 
 
 def publish_real_token_count(self, ubatch_slices, num_tokens_unpadded: int) -> None:
-    """In `GPUModelRunner.execute_model`, before the forward context."""
     if self.eplb_state is not None:
         # Only a tail of padding is cut: gathered (data parallel) and sliced
         # (micro-batch) layouts interleave it, so there every row counts.
@@ -75,7 +68,6 @@ def publish_real_token_count(self, ubatch_slices, num_tokens_unpadded: int) -> N
 
 
 def count_all_rows_after_forward(self) -> None:
-    """In `GPUModelRunner.execute_model`, after the forward context."""
     if self.eplb_state is not None:
         # The drafter's forwards are padded their own way: count all their rows.
         self.eplb_state.set_real_token_count(None)

@@ -1,7 +1,7 @@
 """Fragment: the record gate of EplbState, as PR #36261 has it.
 
 The patch `eplb_state_record_gate` puts this code into
-vllm/distributed/eplb/eplb_state.py, each piece where its docstring says. The
+vllm/distributed/eplb/eplb_state.py, each piece where the patch says. The
 imports are those eplb_state.py has.
 """
 
@@ -11,14 +11,12 @@ from vllm.model_executor.models.interfaces import MixtureOfExperts
 
 
 class EplbLayerState:
-    """Fields after `logical_replica_count`."""
 
     should_record_tensor: torch.Tensor | None = None
     """0-dim bool device tensor shared by all layers: record load this step."""
 
 
 def declare_record_flag(self) -> None:
-    """In `EplbState.__init__`, before the CUDA device setup."""
     self.should_record_tensor: torch.Tensor | None = None
     """
     Whether the coming forward pass records expert load: a 0-dim bool device
@@ -29,7 +27,6 @@ def declare_record_flag(self) -> None:
 
 
 def fill_window_on_recording_steps(self, is_dummy: bool, log_stats: bool) -> None:
-    """In `EplbState.step`, in place of the `if not is_dummy:` window update."""
     # Slots are filled only on recording steps, so the window holds exactly
     # the steps the next rearrangement (or balancedness log) reads.
     if not is_dummy and self._should_record_current_step(log_stats=log_stats):
@@ -44,8 +41,7 @@ def fill_window_on_recording_steps(self, is_dummy: bool, log_stats: bool) -> Non
 
 
 def rearrange_or_keep_recording(self, log_stats: bool) -> None:
-    """In `EplbState.step`, in place of the rearrangement at the interval:
-    the asynchronous early return publishes the flag too."""
+    """The asynchronous early return publishes the flag too."""
     if self.expert_rearrangement_step >= self.expert_rearrangement_step_interval:
         if self.is_async and any(
             eplb_model_state.rebalanced
@@ -60,7 +56,6 @@ def rearrange_or_keep_recording(self, log_stats: bool) -> None:
 
 
 class EplbState:
-    """Methods after `step`."""
 
     def _should_record_current_step(self, log_stats: bool = False) -> bool:
         """Whether the load of the coming forward pass will ever be read.

@@ -4,7 +4,6 @@ vllm/model_executor/layers/fused_moe/router/base_router.py.
 """
 
 def replica_by_token(offs, top_k, replicas):
-    """Replaces the kernel's `replica = offs % replicas`."""
     # One replica per token, so all its top-k slots agree, from a
     # multiplicative (Fibonacci) hash of the token index: 2654435769 is
     # floor(2**32 / golden ratio).

@@ -2,8 +2,8 @@
 (vllm/model_executor/layers/fused_moe/router/base_router.py; from 0.34 its
 shared eplb_map_and_record in fused_moe/eplb_triton.py) and MoE runner
 (vllm/model_executor/layers/fused_moe/runner/moe_runner.py).
-The patch `eplb_dp_own_rows` of the current line puts each piece where its
-docstring says. The imports stand for those files' own.
+The patch `eplb_dp_own_rows` of the current line puts each piece where the
+patch says. The imports stand for those files' own.
 """
 
 from vllm.distributed import get_dp_group
@@ -14,7 +14,6 @@ from vllm.triton_utils import tl
 def count_own_rows_only(
     token_idx, count_first, count_end, num_unpadded_tokens_ptr, HAS_NUM_UNPADDED
 ):
-    """Replaces the kernel's `if HAS_NUM_UNPADDED:` block."""
     # Only rows [count_first, count_end) are this rank's (other ranks' rows
     # are in the batch when it was gathered before routing); the unpadded
     # count is of this rank's rows.
@@ -46,21 +45,18 @@ def count_own_rows_in_shared_map(
 
 
 def window_of_counted_rows(numel, num_active_experts, counted_rows):
-    """Goes into the launcher before its `args`."""
     rows = numel // num_active_experts
     window = (0, rows) if counted_rows is None else counted_rows
     return window
 
 
 def direct_only_for_int32_windows(direct, window):
-    """Goes into the launcher after its `direct = ...`."""
     # Triton passes the window's ints unspecialized, but in the width they fit.
     direct = direct and min(window) >= -(2**31) and max(window) < 2**31
     return direct
 
 
 def counted_rows_attribute(self):
-    """Goes into BaseRouter.__init__ after `self.capture_fn`."""
     # This rank's rows [first, end) of a batch gathered across ranks before
     # routing, set by the MoE runner per forward: EPLB counts only these
     # (None: every row).
@@ -68,7 +64,6 @@ def counted_rows_attribute(self):
 
 
 class MoERunner:
-    """Methods after `_maybe_dispatch`."""
 
     def _eplb_own_rows(self) -> tuple[int, int] | None:
         """This rank's rows [first, end) of the batch that naive dispatch
@@ -94,5 +89,4 @@ class MoERunner:
 
 
 def set_router_window(self):
-    """Goes first in MoERunner._maybe_dispatch."""
     self.router.eplb_counted_rows = self._eplb_own_rows()

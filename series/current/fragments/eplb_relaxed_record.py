@@ -2,29 +2,26 @@
 shared `eplb_map_and_record` in vllm/model_executor/layers/fused_moe/
 eplb_triton.py from 0.34) with its replica math in 32 bits. The patch
 `eplb_relaxed_record` (current line) puts each holder's statements where
-its docstring says. The imports stand for those files'.
+the patch says. The imports stand for those files'.
 """
 
 from vllm.triton_utils import tl
 
 
 def hash_in_32_bits(token_idx, KNUTH_MULTIPLIER):
-    """Replaces `hashed = ...` (the high bits of the commit before)."""
     # uint32 products wrap as `& 0xFFFFFFFF` did.
     hashed = (token_idx.to(tl.uint32) * KNUTH_MULTIPLIER) >> 16
     return hashed
 
 
 def replica_in_32_bits(hashed, replica_count):
-    """Replaces the i32 kernel's `replica_idx = ...` (up to 0.33)."""
     # replica_count >= 1: a 32-bit modulo, not a 64-bit division in software.
     replica_idx = (hashed % replica_count.to(tl.uint32)).to(tl.int64)
     return replica_idx
 
 
 def replicas_in_32_bits(replicas):
-    """Follows `replicas = tl.load(...)` in eplb_map_and_record (0.34 on),
-    whose `hashed % replicas` then divides in 32 bits."""
+    """So that `hashed % replicas` divides in 32 bits."""
     # At least one replica, as up to 0.33: a count of 0 would leave the
     # modulo, and so the map's address, undefined.
     replicas = tl.maximum(replicas, 1).to(tl.uint32)
@@ -32,7 +29,6 @@ def replicas_in_32_bits(replicas):
 
 
 def count_relaxed(expert_load, record, physical_ids):
-    """Replaces eplb_map_and_record's `tl.atomic_add(...)` (0.34 on)."""
     tl.atomic_add(
         expert_load + tl.where(record, physical_ids, 0), 1, mask=record, sem="relaxed"
     )

@@ -10,7 +10,6 @@ from vllm.triton_utils import tl
 
 
 def hash_high_bits(token_idx, KNUTH_MULTIPLIER):
-    """Replaces `hashed = ...`."""
     # Bits 16-31 of the product: its low bits repeat with period R when R is
     # a power of two, so tokens a multiple of R apart would share a replica.
     hashed = ((token_idx.to(tl.int64) * KNUTH_MULTIPLIER) & 0xFFFFFFFF) >> 16

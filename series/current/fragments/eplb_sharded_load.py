@@ -12,7 +12,6 @@ from vllm.triton_utils import tl
 def count_into_program_shard(
     out_ptr, pid, num_shards, out_size, safe_physical_id, valid
 ):
-    """Replaces the kernel's `tl.atomic_add(...)`."""
     # Each program counts into its own copy of the load row, which EplbState
     # folds at its next step: with one row, a layer's atomics all land on the
     # same few cache lines and queue in the L2.
@@ -21,8 +20,7 @@ def count_into_program_shard(
 
 
 def program_shard_of_the_row(out_ptr, pid, num_shards, out_size):
-    """0.34 on: goes before the kernel's call of eplb_map_and_record, which
-    then counts into `shard_ptr` instead of `out_ptr`."""
+    """eplb_map_and_record then counts into `shard_ptr`, not `out_ptr`."""
     # Each program counts into its own copy of the load row, which EplbState
     # folds at its next step: with one row, a layer's atomics all land on the
     # same few cache lines and queue in the L2.

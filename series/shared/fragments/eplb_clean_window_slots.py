@@ -5,8 +5,6 @@ import torch
 
 
 def allocate_flag_from_the_rule(self, layer_states):
-    """Replaces the flag's allocation in EplbState._init_should_record_tensor
-    (_propagate_shared_tensors on the current line)."""
     if self.should_record_tensor is None and layer_states:
         # Start from the rule: a set flag outside the window would leave the
         # first forward's load in the pass until the first recorded slot.
@@ -20,8 +18,6 @@ def allocate_flag_from_the_rule(self, layer_states):
 
 
 def drop_profile_load(self):
-    """Goes before the profile step's `self.rearrange(is_profile=True)` in
-    EplbState.step."""
     # A profile run's routing is dummy data, not load.
     for eplb_model_state in self.model_states.values():
         eplb_model_state.expert_load_pass.zero_()

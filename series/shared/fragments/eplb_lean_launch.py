@@ -2,7 +2,7 @@
 
 The patch `eplb_lean_launch` puts this code into
 vllm/model_executor/layers/fused_moe/router/base_router.py: the store in the
-kernel where `store_in_output_dtype`'s docstring says, the per-layer launch
+kernel where the patch says, the per-layer launch
 state before the launcher, and the launcher in place of the old one. The
 imports stand for base_router.py's own (the patch adds `weakref`) and for the
 names defined there.
@@ -20,7 +20,6 @@ from vllm.triton_utils import tl, triton
 
 
 def store_in_output_dtype(out_ids_ptr, offs, physical, in_range):
-    """Replaces the kernel's store of the mapped ids."""
     tl.store(
         out_ids_ptr + offs, physical.to(out_ids_ptr.dtype.element_ty), mask=in_range
     )

@@ -2,7 +2,7 @@
 
 The patch `eplb_sharded_load` puts this code into the map+record kernel and
 its launcher (vllm/model_executor/layers/fused_moe/router/base_router.py)
-and into vllm/distributed/eplb/eplb_state.py, each piece where its docstring
+and into vllm/distributed/eplb/eplb_state.py, each piece where the patch
 says. The imports stand for those files' own and for the names defined
 there.
 """
@@ -33,7 +33,6 @@ def expert_load_shard_count(
 def count_into_program_shard(
     expert_load_ptr, num_shards, num_physical, counted, physical
 ):
-    """Replaces the kernel's counting (per-tile histogram or per-id atomics)."""
     # Each program counts into its own copy of the load row. Relaxed atomics: the
     # counts are read only after this kernel ends, by EplbState's fold (a later
     # kernel in stream order), so no atomic has to order other memory accesses.
@@ -44,7 +43,6 @@ def count_into_program_shard(
 
 
 def check_load_layout(load):
-    """Replaces _LayerLaunch's contiguity check of the load view."""
     if not load.is_contiguous() or load.dim() not in (1, 2):
         raise ValueError(
             "expert_load_view must be contiguous, [num_physical] or "
@@ -53,13 +51,11 @@ def check_load_layout(load):
 
 
 def shapes_with_shards(self, load, l2p, replicas):
-    """Replaces _LayerLaunch's `shapes`, in the kernel's parameter order."""
     num_shards = load.shape[0] if load.dim() == 2 else 1
     self.shapes = (replicas.shape[0], l2p.shape[1], load.shape[-1], num_shards)
 
 
 def tile_of_256_ids():
-    """Replaces the launcher's tile sizing."""
     # One tile size for every call: with a shard per program, more programs
     # spread the atomics further; on an H200 these tiles, one atomic per id, match
     # or beat the larger histogram tiles at every size.
@@ -68,7 +64,6 @@ def tile_of_256_ids():
 
 
 def four_warps():
-    """Replaces the launcher's warp count, which followed the histogram tile."""
     num_warps = 4
     return num_warps
 
@@ -117,18 +112,12 @@ class EplbLayerState:
 
 
 class EplbModelState:
-    """Fields after the last, defaulted one (`new_physical_to_logical_map`;
-    current line: `num_unpadded_tokens_tensors`)."""
-
     expert_load_shards: torch.Tensor | None = None
     """Copies of expert_load_pass that the layers count into, folded into it at
     each step. Shape: (num_moe_layers, num_shards, num_physical_experts)"""
 
 
 class EplbState:
-    """Methods after `_init_should_record_tensor` (current line:
-    `_propagate_shared_tensors`)."""
-
     def _shard_expert_load(self, model_state: EplbModelState) -> None:
         """Give each MoE layer of the model its rows of the model's shards to
         count into (see expert_load_shard_count), found by where its load view
@@ -166,8 +155,6 @@ class EplbState:
 
 
 def fold_shards_first(self, log_stats: bool):
-    """Goes first in EplbState.step, before the profile and dummy branches
-    (current line: right after `ep_group`, which they follow)."""
     # Everything below reads expert_load_pass: the forwards since the last step
     # counted into the shards. They recorded only if the flag they read was set,
     # and that flag is the rule's value for this step (published at the end of
