@@ -18,7 +18,6 @@ from eplb_fork.gittree import Repo
 from eplb_fork.series import (
     LINES,
     Line,
-    between_lines,
     changelog,
     line_for,
     patch_commits,
@@ -32,7 +31,6 @@ INFO_FACTS = {
     "version": "the fork's version, 0.19.1+eplb.N (N commits on its base)",
     "base-tag": "the tag of the base commit in the fork",
     "bases": "every other pinned release some line is for, line by line",
-    "upstream-base": "the first release that ships part of the series",
 }
 
 
@@ -70,8 +68,6 @@ def _installed_version(release: Release, fork: Path, applied: int | None = None)
 
 
 def _line(version: str | None) -> Line:
-    if reason := between_lines(version):
-        raise EngineError(reason)
     line = line_for(version)
     if notice := unchecked_release_notice(version, load_pins()[1]):
         print(notice, flush=True)
@@ -158,8 +154,6 @@ def cmd_info(args: argparse.Namespace) -> None:
         print(base_tag(release))
     elif args.fact == "bases":
         print(" ".join(info.bases_to_test(release.version, load_pins()[1])))
-    elif args.fact == "upstream-base":
-        print(pinned_release(info.shipping_release()).version)
 
 
 def cmd_touched(args: argparse.Namespace) -> None:

@@ -1,7 +1,6 @@
 """What the Makefile asks the engine instead of deriving it: the bases worth
-testing (from requirements/base.toml, the lines' first releases and the
-series' Applied-Upstream metadata) and the files a span of commits adds or
-edits."""
+testing (from requirements/base.toml and the lines' first releases) and the
+files a span of commits adds or edits."""
 
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ from pathlib import PurePosixPath
 
 from packaging.version import Version
 
-from eplb_fork import EngineError
 from eplb_fork.gittree import Repo
-from eplb_fork.series import LINES, Line, line_end, upstream_release
+from eplb_fork.series import LINES, Line, line_end
 
 
 def line_releases(line: Line, pinned: Iterable[str], lines: tuple[Line, ...] = LINES) -> list[str]:
@@ -33,15 +31,6 @@ def bases_to_test(base: str, pinned: Iterable[str], lines: tuple[Line, ...] = LI
     but `base` (built as build/fork), line by line, newest first in each."""
     pinned = list(pinned)
     return [v for line in lines for v in line_releases(line, pinned, lines) if v != base]
-
-
-def shipping_release(lines: tuple[Line, ...] = LINES) -> str:
-    """The first release that ships part of the oldest line: test-bases
-    checks that the engine refuses it there, naming what is upstream."""
-    first = upstream_release(lines[0].patches())
-    if first is None:
-        raise EngineError("no patch of the series is Applied-Upstream in a release")
-    return first
 
 
 def is_test(path: str) -> bool:

@@ -140,9 +140,11 @@ class Line:
     """One line of the series: where it lives, what it is for, and where
     its table sits in the README. Its releases run from the FIRST_RELEASE
     its folder's `__init__.py` names (from the oldest, if none) up to the
-    next line's first, and no further than the first release that ships one
-    of its patches: there the engine reports those patches upstream and
-    refuses the rest, so that release needs a line of its own."""
+    next line's first (the last line has no end: a newer release is named
+    as unchecked, then tried). A patch of the line that upstream ships
+    inside that span (its Applied-Upstream) is reported upstream and
+    skipped from that release on: the rest of the line is written to apply
+    on both sides of it."""
 
     name: str
     directory: Path
@@ -196,37 +198,11 @@ def unchecked_release_notice(version: str | None, pinned: Iterable[str]) -> str 
     )
 
 
-def upstream_release(patches: list[Patch]) -> str | None:
-    """The first release that ships part of `patches`; None if none does."""
-    shipped = [patch.upstream_version for patch in patches if patch.upstream_version]
-    return min(shipped, key=Version) if shipped else None
-
-
 def line_end(line: Line, lines: tuple[Line, ...] = LINES) -> str | None:
-    """The first release past `line`'s: the next line's first, or the first
-    release that ships one of its patches if that comes earlier; None for a
-    last line none of whose patches is upstream."""
+    """The first release past `line`'s: the next line's first; None for the
+    last line."""
     later = lines[lines.index(line) + 1 :]
-    ends = [upstream_release(line.patches())] + [other.first_release for other in later]
-    return min((v for v in ends if v), key=Version, default=None)
-
-
-def between_lines(version: str | None, lines: tuple[Line, ...] = LINES) -> str | None:
-    """Why no line is for `version` (past the end of the line it falls in,
-    before the next one's first release); None if one is. Said before any
-    work, so a tree between the lines is left as it was."""
-    if not version:
-        return None
-    line = line_for(version, lines)
-    end = line_end(line, lines)
-    if end is None or Version(version) < Version(end):
-        return None
-    later = lines[lines.index(line) + 1 :]
-    after = f" and before the {later[0].name} line (from {later[0].first_release})" if later else ""
-    return (
-        f"vLLM {version} is past the {line.name} line ({end} ships part of it){after}: "
-        f"no line is checked on {version}; nothing was changed"
-    )
+    return later[0].first_release if later else None
 
 
 def line_for(version: str | None, lines: tuple[Line, ...] = LINES) -> Line:

@@ -33,21 +33,40 @@ def constrain_field(src: PythonFile, field: str, **constraints: object) -> None:
     src.replace(assign, assign.with_changes(value=new_value))
 
 
-def ensure_import(src: PythonFile, code: str) -> None:
-    """Add a module-level import after the last top-of-file import, unless an
+def ensure_import(src: PythonFile, code: str, *, before: str | None = None) -> None:
+    """Add a module-level import after the last top-of-file import (or, for
+    isort's order, right before the import of module `before`), unless an
     identical one is there."""
     shape = statement(code)
     if src.has_statement("", shape):
         return
     body = list(src.module.body)
-    last_import = max(
-        (i for i, s in enumerate(body)
-         if isinstance(s, cst.SimpleStatementLine)
-         and isinstance(s.body[0], (cst.Import, cst.ImportFrom))),
-        default=-1,
-    )  # fmt: skip
-    body[last_import + 1 : last_import + 1] = parse_statements(code)
+    imports = [
+        i for i, s in enumerate(body)
+        if isinstance(s, cst.SimpleStatementLine)
+        and isinstance(s.body[0], (cst.Import, cst.ImportFrom))
+    ]  # fmt: skip
+    if before is None:
+        at = max(imports, default=-1) + 1
+    else:
+        named = [i for i in imports if _imported_module(body[i]) == before]
+        if not named:
+            raise AnchorMissing(f"`from {before} import ...`", src.path)
+        at = named[0]
+    new = parse_statements(code)
+    if before is not None:
+        # It takes the place (and the blank lines above) of the one it precedes.
+        new[0] = new[0].with_changes(leading_lines=body[at].leading_lines)
+        body[at] = body[at].with_changes(leading_lines=[])
+    body[at:at] = new
     src.set_block(src.module, body)
+
+
+def _imported_module(line: cst.SimpleStatementLine) -> str | None:
+    node = line.body[0]
+    if isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
+        return _code(node.module)
+    return None
 
 
 def import_names(src: PythonFile, module: str, *names: str) -> None:

@@ -135,7 +135,9 @@ def _calls(call: cst.Call, callee: str) -> bool:
         if not isinstance(func, cst.Subscript):
             return False
         func, callee = func.value, callee.removesuffix("[...]")
-    return _shape(_code(func)) == _shape(callee)
+    # A callee spread over lines (a call's result, a parenthesized chain)
+    # may not parse on its own: it is not the one named.
+    return _same(func, callee)
 
 
 def _defined_name(node: cst.CSTNode) -> str | None:

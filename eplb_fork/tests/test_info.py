@@ -9,14 +9,8 @@ import pytest
 from eplb_fork.__main__ import main
 from eplb_fork.apply import already_upstream, apply_series
 from eplb_fork.base import load_pins
-from eplb_fork.info import (
-    bases_to_test,
-    line_releases,
-    shipping_release,
-    touched,
-    upstream_release,
-)
-from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, between_lines, load_series
+from eplb_fork.info import bases_to_test, line_releases, touched
+from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, load_series
 from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
 
 
@@ -35,37 +29,38 @@ def fake_line(tmp_path, name, first_release, patches):
     return line
 
 
-def test_a_lines_releases_end_at_the_first_that_ships_part_of_it_or_at_the_next_line(tmp_path):
-    old = fake_line(tmp_path, "old", None, [shipped_in("0.20.0"), shipped_in("0.21.0"), SERIES[2]])
-    new = fake_line(tmp_path, "new", "0.25.0", [SERIES[2]])
+def test_a_lines_releases_run_up_to_the_next_lines_first(tmp_path):
+    """A patch upstream ships inside a line's span does not end it: from that
+    release on it is reported upstream and skipped."""
+    old = fake_line(tmp_path, "old", None, [shipped_in("0.20.0"), SERIES[2]])
+    new = fake_line(tmp_path, "new", "0.20.0", [shipped_in("0.25.0"), SERIES[2]])
     pinned = ["0.18.0", "0.19.1", "0.20.0", "0.19.0", "0.21.0", "0.25.0", "0.26.0", "0.24.0"]
     lines = (old, new)
-    assert upstream_release(old.patches()) == "0.20.0"
-    assert upstream_release(new.patches()) is None
     assert line_releases(old, pinned, lines) == ["0.19.1", "0.19.0", "0.18.0"]
-    assert line_releases(new, pinned, lines) == ["0.26.0", "0.25.0"]
-    # Without the shipped patches the old line would run up to the new one.
-    bare = fake_line(tmp_path, "bare", None, [SERIES[2]])
-    assert line_releases(bare, pinned, (bare, new))[0] == "0.24.0"
-    assert bases_to_test("0.19.1", pinned, lines) == ["0.19.0", "0.18.0", "0.26.0", "0.25.0"]
-    assert shipping_release(lines) == "0.20.0"
-    assert sum(already_upstream(p, "0.20.0") for p in old.patches()) == 1
-    assert sum(already_upstream(p, "0.21.0") for p in old.patches()) == 2
+    assert line_releases(new, pinned, lines) == ["0.26.0", "0.25.0", "0.24.0", "0.21.0", "0.20.0"]
+    assert bases_to_test("0.19.1", pinned, lines) == [
+        "0.19.0", "0.18.0", "0.26.0", "0.25.0", "0.24.0", "0.21.0", "0.20.0"
+    ]  # fmt: skip
+    assert [already_upstream(p, "0.24.0") for p in new.patches()] == [False, False]
+    assert [already_upstream(p, "0.25.0") for p in new.patches()] == [True, False]
 
 
 def test_the_pins_and_lines_give_the_bases_make_test_checks():
     default, releases = load_pins()
-    first = shipping_release()
-    assert first in releases
-    assert line_releases(BACKPORT, releases) == [default, "0.19.0", "0.18.1", "0.18.0"]
+    assert line_releases(BACKPORT, releases) == [
+        default, "0.19.0", "0.18.1", "0.18.0", "0.17.1", "0.17.0"
+    ]  # fmt: skip
     assert line_releases(CURRENT, releases) == [
-        "0.34.0", "0.33.0", "0.32.0", "0.31.0", "0.30.0", "0.29.0", "0.28.0",
-        "0.27.1", "0.27.0", "0.26.0", "0.25.1", "0.25.0",
+        "0.34.0", "0.33.0", "0.32.0", "0.31.0", "0.30.0", "0.29.0", "0.28.0", "0.27.1",
+        "0.27.0", "0.26.0", "0.25.1", "0.25.0", "0.24.0", "0.23.0", "0.22.1", "0.22.0",
+        "0.21.0", "0.20.2", "0.20.1", "0.20.0",
     ]  # fmt: skip
     assert bases_to_test(default, releases) == [
         v for line in LINES for v in line_releases(line, releases) if v != default
     ]
-    assert sum(already_upstream(p, first) for p in load_series()) >= 3  # at least PR #36261's three commits
+    # PR #36261's three commits ship in the current line's first release.
+    first = CURRENT.first_release
+    assert sum(already_upstream(p, first) for p in load_series()) >= 3
 
 
 def test_touched_lists_added_and_edited_files_by_kind(tmp_path):
@@ -110,17 +105,23 @@ def test_revision_finds_a_patch_by_its_trailer(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("fact", "expected"),
-    [("base-tag", "base/v0.19.1"), ("upstream-base", "0.20.0"),
-     ("bases", "0.19.0 0.18.1 0.18.0 0.34.0 0.33.0 0.32.0 0.31.0 0.30.0 0.29.0 0.28.0 0.27.1 "
-               "0.27.0 0.26.0 0.25.1 0.25.0")],
+    [
+        ("base-tag", "base/v0.19.1"),
+        (
+            "bases",
+            "0.19.0 0.18.1 0.18.0 0.17.1 0.17.0 0.34.0 0.33.0 0.32.0 0.31.0 0.30.0 0.29.0 0.28.0 0.27.1 "
+            "0.27.0 0.26.0 0.25.1 0.25.0 0.24.0 0.23.0 0.22.1 0.22.0 0.21.0 0.20.2 0.20.1 "
+            "0.20.0",
+        ),
+    ],
 )
 def test_info_prints_one_fact(fact, expected, capsys):
     assert main(["--base", "0.19.1", "info", fact]) == 0
     assert capsys.readouterr().out == f"{expected}\n"
 
 
-def test_every_pinned_release_has_a_line_or_is_refused_as_between_lines():
+def test_every_pinned_release_has_exactly_one_line():
     _, releases = load_pins()
     for version in releases:
         covered = [line for line in LINES if version in line_releases(line, releases)]
-        assert len(covered) == (0 if between_lines(version) else 1), version
+        assert len(covered) == 1, version

@@ -8,7 +8,6 @@ from eplb_fork.series import (
     BACKPORT,
     CURRENT,
     Patch,
-    between_lines,
     changelog,
     line_for,
     unchecked_release_notice,
@@ -46,8 +45,8 @@ def test_readme_table_is_each_lines_series(line):
 
 @pytest.mark.parametrize(
     "version,line",
-    [("0.18.0", BACKPORT), ("0.19.1", BACKPORT), ("0.20.0", BACKPORT), ("0.24.9", BACKPORT),
-     ("0.25.0", CURRENT), ("0.30.0", CURRENT), ("0.34.0", CURRENT), ("1.2.0", CURRENT),
+    [("0.18.0", BACKPORT), ("0.19.1", BACKPORT), ("0.19.9", BACKPORT), ("0.20.0", CURRENT),
+     ("0.24.9", CURRENT), ("0.25.0", CURRENT), ("0.34.0", CURRENT), ("1.2.0", CURRENT),
      (None, BACKPORT)],
 )  # fmt: skip
 def test_a_base_gets_the_line_its_version_falls_in(version, line):
@@ -65,25 +64,24 @@ def test_a_release_newer_than_every_pin_is_named_as_unchecked():
         assert unchecked_release_notice(checked, pinned) is None
 
 
-@pytest.mark.parametrize("version", ["0.20.0", "0.22.1", "0.24.0", "0.24.9"])
-def test_a_release_between_the_lines_is_named_so(version):
-    reason = between_lines(version)
-    assert reason is not None
-    assert reason == (
-        f"vLLM {version} is past the backport line (0.20.0 ships part of it) and before the "
-        f"current line (from {CURRENT.first_release}): no line is checked on {version}; "
-        "nothing was changed"
-    )
-
-
-@pytest.mark.parametrize("version", [None, "0.17.1", "0.19.1", "0.25.0", "0.34.0", "1.2.0"])
-def test_a_release_some_line_is_for_is_not_between_lines(version):
-    assert between_lines(version) is None
-
-
-def test_apply_refuses_a_tree_between_the_lines_before_touching_it(tmp_path, capsys):
-    repo = make_repo(tmp_path / "vllm", {"PKG-INFO": "Name: vllm\nVersion: 0.22.0\n"})
+@pytest.mark.parametrize(
+    "version,first_tried",
+    [("0.22.0", "eplb_unpadded_tokens"), ("0.25.0", "eplb_clean_window_slots")],
+)
+def test_a_current_line_tree_gets_the_padding_backport_only_before_upstreams(
+    tmp_path, capsys, version, first_tried
+):
+    """0.20-0.24 get the line's first patch (upstream's 0.25 padding mask,
+    backported); from 0.25 it is reported upstream. This tree has none of
+    the files, so the first patch tried stops, and nothing changes."""
+    repo = make_repo(tmp_path / "vllm", {"PKG-INFO": f"Name: vllm\nVersion: {version}\n"})
     before = snapshot(repo)
     assert main(["apply", "--tree", str(repo.path), "--branch", "eplb"]) == 1
-    assert "vLLM 0.22.0 is past the backport line" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert (
+        f"series: the current line (series/current/, {CURRENT.purpose}) for vLLM {version}" in out
+    )
+    skipped = "upstream in v0.25.0" in out
+    assert skipped == (version == "0.25.0")
+    assert f"{first_tried}: " in err and "nothing was changed" in err
     assert snapshot(repo) == before

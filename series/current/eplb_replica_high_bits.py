@@ -39,4 +39,5 @@ def apply(tree):
         replace_statement(
             src, function, anchor=assigns("hashed"), code=high_bits, keep_comments=False
         )
+    bring_file(tree, "tests/kernels/moe/eplb_router_entry.py")
     bring_file(tree, "tests/kernels/moe/test_eplb_replica_high_bits.py")

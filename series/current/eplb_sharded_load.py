@@ -74,6 +74,7 @@ from series.current.sites import (
     LAUNCHER,
     RESIZE,
     SHARED_MAP,
+    router_layer_state,
     shared_map,
 )
 
@@ -181,7 +182,7 @@ def apply(tree):
             "BaseRouter._apply_eplb_mapping",
             callee=ENTRY,
             keyword="expert_load_view",
-            value="eplb_state.expert_load_counter",
+            value=f"{router_layer_state(tree)}.expert_load_counter",
         )
     bring_file(tree, "tests/kernels/moe/test_eplb_load_shards.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_load_shard_fold.py")

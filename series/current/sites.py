@@ -7,12 +7,18 @@ version, so a fork that backported part of a later release gets the edits
 that fit its code.
 """
 
+from eplb_fork.codemod import PythonFile, assigns
+
 # The files both lines edit are at the same paths (re-exported for the
 # line's patches, which ask here only).
 from series.shared.sites import BASE_ROUTER as BASE_ROUTER
 from series.shared.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
 from series.shared.sites import EPLB_STATE as EPLB_STATE
 
+MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
+# The second model runner (VLLM_USE_V2_MODEL_RUNNER) and its EPLB controller.
+MODEL_RUNNER_V2 = "vllm/v1/worker/gpu/model_runner.py"
+EPLB_CONTROLLER = "vllm/v1/worker/gpu/eplb_utils.py"
 MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
 # From 0.34.0 the replica math and the recording live in one Triton
 # function that the router's kernel and the MegaMoE prepare kernel call.
@@ -36,3 +42,12 @@ def shared_map(tree) -> bool:
 def map_site(tree) -> tuple[str, str]:
     """The file and function that pick each id's replica and count it."""
     return (EPLB_TRITON, SHARED_MAP) if shared_map(tree) else (BASE_ROUTER, KERNEL)
+
+
+def router_layer_state(tree) -> str:
+    """How the router's EPLB methods name the layer state: a local
+    `eplb_state` from 0.24 (the router holds None without EPLB), its
+    attribute before (0.20-0.23 hold a state and an `enable_eplb` flag)."""
+    router = PythonFile(tree, BASE_ROUTER)
+    binds = router.has_statement("BaseRouter._apply_eplb_mapping", assigns("eplb_state"))
+    return "eplb_state" if binds else "self.eplb_state"

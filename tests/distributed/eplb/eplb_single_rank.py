@@ -113,11 +113,16 @@ def model_config(name: str) -> SimpleNamespace:
     )
 
 
-def make_state(eplb_config: EPLBConfig) -> tuple[EplbState, list[FakeMoEModel]]:
+def make_state(
+    eplb_config: EPLBConfig, **parallel_options
+) -> tuple[EplbState, list[FakeMoEModel]]:
+    """EPLB over a main model and a drafter; `parallel_options` go to
+    ParallelConfig (ubatch_size=2: two micro-batches per forward)."""
     # ParallelConfig names a weight communicator only with EPLB enabled on a
     # GPU platform; the one add_model creates here is a stand-in anyway.
     eplb_config.communicator = eplb_config.communicator or "torch_gloo"
-    state = EplbState(ParallelConfig(eplb_config=eplb_config), torch.device("cpu"))
+    parallel_config = ParallelConfig(eplb_config=eplb_config, **parallel_options)
+    state = EplbState(parallel_config, torch.device("cpu"))
     models = [FakeMoEModel(num_moe_layers=3), FakeMoEModel(num_moe_layers=2)]
     for name, model in zip(["main", "drafter"], models):
         state.add_model(model, model_config(name))

@@ -14,12 +14,8 @@ import pytest
 import torch
 
 import vllm.model_executor.layers.fused_moe.router.base_router as base_router
-from tests.kernels.moe.test_eplb_relaxed_record import (
-    DEVICES,
-    cuda_alike_entry_point,
-    expected,
-    uneven_map,
-)
+from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
+from tests.kernels.moe.test_eplb_relaxed_record import expected, uneven_map
 from vllm.triton_utils import triton
 
 CUDA = [d for d in DEVICES if d == "cuda"]

@@ -11,11 +11,8 @@ Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
 import pytest
 import torch
 
-from tests.kernels.moe.test_eplb_replica_high_bits import (
-    DEVICES,
-    cuda_alike_entry_point,
-    high_bits_replica,
-)
+from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
+from tests.kernels.moe.test_eplb_replica_high_bits import high_bits_replica
 
 
 @pytest.fixture
