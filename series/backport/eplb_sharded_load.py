@@ -168,4 +168,4 @@ def apply(tree):
         remove_statement(src, "record_path", anchor=if_block('request.param == "per_id"'))
 
     bring_file(tree, "tests/kernels/moe/test_eplb_sharded_load.py")
-    bring_file(tree, "tests/distributed/eplb/test_eplb_sharded_fold.py")
+    bring_file(tree, "tests/distributed/eplb/test_eplb_load_shard_fold.py")

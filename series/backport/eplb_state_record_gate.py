@@ -92,4 +92,5 @@ def apply(tree):
                 anchor=call_statement("model.set_eplb_state"),
                 code="eplb_state._init_should_record_tensor(model)",
             )
+    bring_file(tree, "tests/distributed/eplb/eplb_single_rank.py")
     bring_file(tree, "tests/distributed/eplb/test_eplb_record_gate.py")

@@ -26,4 +26,4 @@ DATE = "2026-11-30T07:20:00+00:00"
 def apply(tree):
     fix_window_slots(tree, "EplbState._propagate_shared_tensors")
     bring_file(tree, "tests/distributed/eplb/eplb_single_rank.py")
-    bring_file(tree, "tests/distributed/eplb/test_eplb_first_window_slot.py")
+    bring_file(tree, "tests/distributed/eplb/test_eplb_window_slots.py")

@@ -3,7 +3,8 @@
 """The EPLB recording gate, driven through the real `EplbState.step()`.
 
 The engine's collectives are replaced by single-rank stand-ins and
-`rearrange()` by a probe that snapshots the load window it would balance on;
+`rearrange()` by a probe that snapshots the load window it would balance on
+(eplb_single_rank.py);
 everything else (add_model, the flag, the window bookkeeping) is the real
 code. The router's recording is played by the test: each forward adds that
 step's synthetic load to every layer's load view iff the shared flag is set,
@@ -14,126 +15,19 @@ rearrangement counter's arithmetic, the recording rule stated in words, and
 "the window holds the last `window_size` steps' load".
 """
 
-from types import SimpleNamespace
-
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import vllm.distributed.eplb.eplb_state as eplb_state_module
-from vllm.config.parallel import EPLBConfig, ParallelConfig
-from vllm.distributed.eplb.eplb_state import EplbLayerState, EplbState
-
-NUM_LOGICAL = 6
-NUM_REDUNDANT = 2
-NUM_PHYSICAL = NUM_LOGICAL + NUM_REDUNDANT
-
-
-class FakeMoELayer:
-    def __init__(self) -> None:
-        self.eplb_state = EplbLayerState()
-
-
-class FakeMoEModel:
-    """Just the MixtureOfExperts surface EplbState.add_model touches."""
-
-    num_expert_groups = 1
-    num_logical_experts = NUM_LOGICAL
-    num_routed_experts = NUM_LOGICAL
-    num_redundant_experts = NUM_REDUNDANT
-    num_physical_experts = NUM_PHYSICAL
-    num_local_physical_experts = NUM_PHYSICAL
-    num_shared_experts = 0
-
-    def __init__(self, num_moe_layers: int) -> None:
-        self.num_moe_layers = num_moe_layers
-        self.moe_layers = [FakeMoELayer() for _ in range(num_moe_layers)]
-        self.expert_weights: list[list[torch.Tensor]] = []
-
-    def set_eplb_state(
-        self, expert_load_view, logical_to_physical_map, logical_replica_count
-    ):
-        for index, layer in enumerate(self.moe_layers):
-            self.expert_weights.append([torch.zeros(NUM_PHYSICAL, 4)])
-            layer.eplb_state.expert_load_view = expert_load_view[index]
-            layer.eplb_state.logical_to_physical_map = logical_to_physical_map[index]
-            layer.eplb_state.logical_replica_count = logical_replica_count[index]
-
-
-def fake_model_config(name: str):
-    return SimpleNamespace(model=name, compute_hash=lambda: f"hash-{name}")
-
-
-def single_rank(monkeypatch) -> list[list[torch.Tensor]]:
-    """Stand-ins for the EP group and the collectives; a probe for rearrange().
-    Returns the list each rearrangement appends its models' window sums to."""
-    group = SimpleNamespace(size=lambda: 1, rank=lambda: 0)
-    monkeypatch.setattr(
-        eplb_state_module, "get_ep_group", lambda: SimpleNamespace(device_group=group)
-    )
-    monkeypatch.setattr(
-        EplbState,
-        "_sync_load_pass",
-        lambda self: [m.expert_load_pass.clone() for m in self.model_states.values()],
-    )
-    windows_seen: list[list[torch.Tensor]] = []
-
-    def probe_rearrange(self, is_profile: bool = False, **_):
-        if is_profile:
-            return
-        windows_seen.append(
-            [m.expert_load_window.sum(dim=0).long() for m in self.model_states.values()]
-        )
-
-    monkeypatch.setattr(EplbState, "rearrange", probe_rearrange)
-    return windows_seen
-
-
-def make_state(eplb_config: EPLBConfig) -> tuple[EplbState, list[FakeMoEModel]]:
-    state = EplbState(ParallelConfig(eplb_config=eplb_config), torch.device("cpu"))
-    models = [FakeMoEModel(num_moe_layers=3), FakeMoEModel(num_moe_layers=2)]
-    for name, model in zip(["main", "drafter"], models):
-        state.add_model(model, fake_model_config(name))
-    return state, models
-
-
-def rule_says_record(
-    step: int, interval: int, window: int, log_interval: int | None
-) -> bool:
-    """Record when the next rearrangement, or the next balancedness log line,
-    is at most `window` steps away."""
-    if interval - step <= window:
-        return True
-    if log_interval is None:
-        return False
-    steps_to_log = (log_interval - step % log_interval) % log_interval
-    return steps_to_log <= window
-
-
-def forwards(state: EplbState, models: list[FakeMoEModel], seed: int):
-    """Endless forward passes through the real step(). Each plays the router:
-    it adds a random load to every layer's load view iff the shared flag is
-    set (the map+record kernel's job). Yields the flag each forward saw and
-    its load per model, after its step()."""
-    log_stats = state.parallel_config.eplb_config.log_balancedness
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        flag = bool(state.should_record_tensor)
-        loads = [
-            torch.randint(0, 50, (m.num_moe_layers, NUM_PHYSICAL), generator=generator)
-            for m in models
-        ]
-        for model, load in zip(models, loads):
-            for layer, layer_load in zip(model.moe_layers, load):
-                if flag:
-                    layer.eplb_state.expert_load_view.add_(layer_load.int())
-        state.step(log_stats=log_stats)
-        yield flag, loads
-
-
-def first_counter(interval: int) -> int:
-    """vLLM starts the rearrangement counter three quarters into the interval."""
-    return max(0, interval - interval // 4)
+from tests.distributed.eplb.eplb_single_rank import (
+    NUM_PHYSICAL,
+    first_counter,
+    forwards,
+    gate_config,
+    make_state,
+    random_gate_settings,
+    rule_says_record,
+    single_rank,
+)
+from vllm.config.parallel import EPLBConfig
 
 
 def test_one_flag_object_shared_by_every_layer_of_every_model(monkeypatch):
@@ -149,34 +43,6 @@ def test_one_flag_object_shared_by_every_layer_of_every_model(monkeypatch):
     assert all(f is flag for f in layer_flags)
     state.step(log_stats=False)
     assert state.should_record_tensor is flag  # refilled in place, never replaced
-
-
-def gate_config(window: int, interval: int, log_interval: int | None) -> EPLBConfig:
-    """log_interval None: no balancedness logging."""
-    return EPLBConfig(
-        window_size=window,
-        step_interval=interval,
-        log_balancedness=log_interval is not None,
-        log_balancedness_interval=log_interval or 1,
-    )
-
-
-def random_gate_settings(test):
-    """Runs `test(window, interval, log_interval, seed, monkeypatch)` on 60
-    random settings of the gate. Each example installs the stand-ins again;
-    monkeypatch undoes them at the end."""
-    return settings(
-        max_examples=60,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
-    )(
-        given(
-            window=st.integers(1, 12),
-            interval=st.integers(1, 20),
-            log_interval=st.none() | st.integers(1, 6),
-            seed=st.integers(0, 2**16),
-        )(test)
-    )
 
 
 @random_gate_settings
