@@ -14,8 +14,12 @@ import pytest
 import torch
 
 import vllm.model_executor.layers.fused_moe.router.base_router as base_router
-from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
-from tests.kernels.moe.test_eplb_relaxed_record import expected, uneven_map
+from tests.kernels.moe.eplb_router_entry import (
+    DEVICES,
+    cuda_alike_entry_point,
+    uneven_map,
+)
+from tests.kernels.moe.test_eplb_relaxed_record import expected
 from vllm.triton_utils import triton
 
 CUDA = [d for d in DEVICES if d == "cuda"]

@@ -10,8 +10,12 @@ Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
 import pytest
 import torch
 
-from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
-from tests.kernels.moe.test_eplb_relaxed_record import expected, uneven_map
+from tests.kernels.moe.eplb_router_entry import (
+    DEVICES,
+    cuda_alike_entry_point,
+    uneven_map,
+)
+from tests.kernels.moe.test_eplb_relaxed_record import expected
 
 GUARD = 64  # int32 cells on each side of the shards
 

@@ -10,8 +10,12 @@ CPU tensors under TRITON_INTERPRET=1."""
 import pytest
 import torch
 
-from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
-from tests.kernels.moe.test_eplb_relaxed_record import expected, uneven_map
+from tests.kernels.moe.eplb_router_entry import (
+    DEVICES,
+    cuda_alike_entry_point,
+    uneven_map,
+)
+from tests.kernels.moe.test_eplb_relaxed_record import expected
 
 BLOCK = 8  # rows per DP rank in the gather (its padded batch)
 REAL = [5, 7, 3]  # real tokens per DP rank

@@ -11,26 +11,17 @@ Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
 import pytest
 import torch
 
-from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
+from tests.kernels.moe.eplb_router_entry import (
+    DEVICES,
+    cuda_alike_entry_point,
+    uneven_map,
+)
 from tests.kernels.moe.test_eplb_replica_high_bits import high_bits_replica
 
 
 @pytest.fixture
 def map_and_record(monkeypatch):
     yield from cuda_alike_entry_point(monkeypatch)
-
-
-def uneven_map(num_logical: int, gen: torch.Generator, device: str):
-    """Each logical expert gets 1-4 replicas at shuffled physical ids; the
-    map's width is upstream's (1024 slots, -1 past the replicas)."""
-    replicas = torch.randint(1, 5, (num_logical,), generator=gen)
-    physical = torch.randperm(int(replicas.sum()), generator=gen)
-    l2p = torch.full((num_logical, 1024), -1, dtype=torch.int64)
-    start = 0
-    for logical, count in enumerate(replicas.tolist()):
-        l2p[logical, :count] = physical[start : start + count]
-        start += count
-    return l2p.to(device), replicas.to(device), start
 
 
 def expected(ids: torch.Tensor, l2p: torch.Tensor, replicas: torch.Tensor):

@@ -14,7 +14,11 @@ Runs on a GPU, or on CPU tensors under TRITON_INTERPRET=1."""
 import pytest
 import torch
 
-from tests.kernels.moe.eplb_router_entry import DEVICES, cuda_alike_entry_point
+from tests.kernels.moe.eplb_router_entry import (
+    DEVICES,
+    cuda_alike_entry_point,
+    uneven_map,
+)
 from vllm.distributed.eplb import eplb_state
 
 NUM_LOGICAL = 12
@@ -29,17 +33,11 @@ def map_and_record(monkeypatch):
 
 def routing(device: str):
     """Ids (invalid ones mixed in) and a map giving each logical expert one
-    to three replicas at shuffled physical ids."""
+    to four replicas at shuffled physical ids."""
     gen = torch.Generator().manual_seed(11)
-    replicas = torch.randint(1, 4, (NUM_LOGICAL,), generator=gen)
-    physical = torch.randperm(int(replicas.sum()), generator=gen)
-    l2p = torch.full((NUM_LOGICAL, 1024), -1, dtype=torch.int64)
-    start = 0
-    for logical, count in enumerate(replicas.tolist()):
-        l2p[logical, :count] = physical[start : start + count]
-        start += count
+    l2p, replicas, num_physical = uneven_map(NUM_LOGICAL, gen, device)
     ids = torch.randint(-1, NUM_LOGICAL + 1, (TOKENS, TOP_K), generator=gen)
-    return ids.to(torch.int32), l2p.to(device), replicas.to(device), start
+    return ids.to(torch.int32), l2p, replicas, num_physical
 
 
 def check_mapped(out, ids, l2p, replicas) -> None:
