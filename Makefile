@@ -269,7 +269,7 @@ gpu-bundle: engine
 # EplbLayerState, its kernel tests, the router (and eplb_triton.py) of
 # upstream's release and of each patch that changes the kernel, and the
 # backport's benchmark helpers (gpu-results/gpu-run-current.sh runs them).
-GPU_CURRENT_BASES ?= $(CURRENT_BASE) 0.26.0
+GPU_CURRENT_BASES ?= $(CURRENT_BASE) 0.26.0 0.24.0
 EPLB_TRITON := vllm/model_executor/layers/fused_moe/eplb_triton.py
 gpu-bundle-current: engine
 	rm -rf build/gpu-current

@@ -2,7 +2,8 @@
 rank's count), and the padded rows go through the router like real
 tokens: the map+record kernel counts them as expert load, so the
 rearrangements balance for padding. Upstream stops that in 0.25.0
-(#38128); this brings its interface to the releases before, written here:
+(#38128); this brings its interface to the releases before, in our own
+code:
 
 EplbState.add_model gives each model one 0-dim int32 count per micro-batch,
 handed to every layer with the record flag (`_propagate_shared_tensors`,
@@ -11,7 +12,7 @@ included). `EplbState.prepare_forward(model_config, num_unpadded_tokens,
 ubatch_slices)` fills them before a forward, each micro-batch with its
 share; both GPU model runners call it before the forward. It finds a
 model's counts by its config object, so a step does not hash the config
-(what ModelConfig.compute_hash() costs is why upstream caches it). The router
+(ModelConfig.compute_hash() serializes and hashes it). The router
 passes its micro-batch's count to the kernel, which maps every row and
 counts only rows below it. The counts are read on the device, so one
 captured graph records each replay's own batch.

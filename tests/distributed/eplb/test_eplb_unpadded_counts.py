@@ -40,6 +40,8 @@ def test_each_model_gets_its_own_counts_starting_at_every_row(state_and_models):
     state, (main, drafter) = state_and_models
     assert counts_of(main) is not counts_of(drafter)
     assert values(main) == values(drafter) == [eplb_state.ALL_ROWS_ARE_REAL]
+    # The count the router's kernel test checks as "every row".
+    assert torch.iinfo(torch.int32).max == eplb_state.ALL_ROWS_ARE_REAL
     assert counts_of(main)[0].dtype == torch.int32
     assert counts_of(main)[0].dim() == 0
 
