@@ -272,7 +272,7 @@ gpu-bundle: engine
 GPU_CURRENT_BASES ?= $(CURRENT_BASE) 0.26.0 0.24.0
 EPLB_TRITON := vllm/model_executor/layers/fused_moe/eplb_triton.py
 gpu-bundle-current: engine
-	rm -rf build/gpu-current
+	rm -rf build/gpu-current && mkdir -p build/gpu-current
 	@for v in $(GPU_CURRENT_BASES); do \
 	  fork=build/bases/fork-$$v out=$(CURDIR)/build/gpu-current/$$v; \
 	  test -d $$fork || $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork $$fork \
@@ -343,7 +343,7 @@ SERVING_FORK := build/bases/fork-$(SERVING_BASE)
 serving-bundle: engine
 	test -d $(SERVING_FORK) || $(ENGINE_VENV)/bin/python -m eplb_fork --base $(SERVING_BASE) \
 	  --fork $(SERVING_FORK) --patches build/bases/patches-$(SERVING_BASE) fork
-	rm -rf build/serving && mkdir -p build/serving/overlay
+	rm -rf build/serving && mkdir -p build/serving/overlay && echo $(SERVING_BASE) > build/serving/BASE
 	cd $(SERVING_FORK) && tag=$$($(ASK_ANY) --base $(SERVING_BASE) info base-tag) && \
 	  for f in $$($(ASK_ANY) --base $(SERVING_BASE) touched --tree . --python $$tag HEAD | grep ^vllm/); do \
 	    install -D -m 644 $$f $(CURDIR)/build/serving/overlay/$$f || exit 1; done

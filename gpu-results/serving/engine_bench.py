@@ -198,24 +198,50 @@ def host_speed() -> dict[str, float]:
     return {"python_ms": round((t1 - t0) * 1000, 3), "dispatch_ms": round((t2 - t1) * 1000, 3)}
 
 
-def serve_steps(llm, probe) -> None:
+def serve_steps(llm, probe, name: str, out: Path) -> None:
     """--steps: one 1024-token prefill step (2 x 512) per "call SEED" line on
     stdin, answered by a JSON line: its time, the main thread's CPU, and the
     host speed measured just before. paired_bench.py drives several of these
-    engines in turn, so their calls are side by side in time."""
+    engines in turn, so their calls are side by side in time.
+
+    "profile SEED" takes the step under cProfile (the main thread: with
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 that is scheduler, runner and EPLB's
+    step alike), its time not comparable; "dump" writes the profile of all
+    such steps, calls per step and own time per function, to
+    cprofile-NAME.json. Calls per step do not depend on the host's speed."""
+    import cProfile
+    import pstats
     import sys
 
     from vllm import SamplingParams
 
     params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False, ignore_eos=True)
+    profiler, profiled = cProfile.Profile(), 0
     print("READY", flush=True)
     for line in sys.stdin:
-        seed = int(line.split()[1])
+        command, *rest = line.split()
+        if command == "dump":
+            stats = pstats.Stats(profiler).stats  # (file, line, function) -> (cc, nc, tt, ct, ..)
+            rows = [{"function": f"{Path(f).name}:{n}({fn})", "path": f,
+                     "calls_per_step": nc / profiled, "own_ms_per_step": tt * 1000 / profiled,
+                     "total_ms_per_step": ct * 1000 / profiled}
+                    for (f, n, fn), (_, nc, tt, ct, _) in stats.items()]  # fmt: skip
+            rows.sort(key=lambda r: -r["own_ms_per_step"])
+            report = {"steps": profiled, "rows": rows}
+            (out / f"cprofile-{name}.json").write_text(json.dumps(report))
+            print(json.dumps({"ms": 0.0, "dumped": profiled}), flush=True)
+            continue
+        seed = int(rest[0])
         speed, before = host_speed(), probe.snapshot()
         torch.cuda.synchronize()
         t0 = time.perf_counter()
+        if command == "profile":
+            profiler.enable()
         llm.generate(prompts(2, 512, seed=seed), params, use_tqdm=False)
         torch.cuda.synchronize()
+        if command == "profile":
+            profiler.disable()
+            profiled += 1
         ms = (time.perf_counter() - t0) * 1000
         used = probe.since(before)
         print(json.dumps({"ms": round(ms, 3), "user_s": used["user_s"], **speed}), flush=True)
@@ -302,7 +328,7 @@ def main() -> None:
               "switch_interval_s": sys.getswitchinterval(),
               "record": args.record, "start_s": round(time.monotonic() - started, 1)}  # fmt: skip
     if args.steps:
-        serve_steps(llm, probe)
+        serve_steps(llm, probe, args.name, args.out)
         os._exit(0)
     if args.thread_ab:
         EplbState.start_async_loop = held_back

@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 ROUNDS, WARMUP = 40, 3
+# After the timed rounds, steps under cProfile (engine_bench.py's "profile"):
+# which Python each variant runs per step, outside the timed ones.
+PROFILED = 8
 
 
 def start(name: str, pythonpath: str, extra: list[str], out: Path, share: float):
@@ -44,8 +47,8 @@ def answer(proc, wanted):
     raise RuntimeError(f"engine ended (rc={proc.wait()}) before answering")
 
 
-def step(proc, seed: int) -> dict:
-    proc.stdin.write(f"call {seed}\n")
+def step(proc, seed: int, command: str = "call") -> dict:
+    proc.stdin.write(f"{command} {seed}\n")
     return json.loads(answer(proc, lambda line: line.startswith('{"ms"')))
 
 
@@ -70,6 +73,11 @@ def main() -> None:
             row.update(variant=name, round=round_ - WARMUP)
             if round_ >= WARMUP:
                 rows.append(row)
+    for round_ in range(PROFILED):
+        for name in procs:
+            step(procs[name], seed=1000 + round_, command="profile")
+    for proc in procs.values():
+        step(proc, seed=0, command="dump")
     summary = {}
     base = {r["round"]: r["ms"] for r in rows if r["variant"] == args.baseline}
     for name in procs:

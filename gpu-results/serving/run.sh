@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The serving harness's GPU run, from the repo root on the device machine, after
 # the carry calls of README.md (the wheel chunks in /tmp/big, the dependency
-# wheels in /tmp/deps); carry build/serving and .big/vllm-0.26.0 (its
-# SHA256SUMS and WHEEL.sha256).
+# wheels in /tmp/deps); carry build/serving and .big/vllm-<base> (its
+# SHA256SUMS and WHEEL.sha256), <base> being build/serving/BASE.
 #   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine, in this order
 #   bash gpu-results/serving/run.sh paired BASELINE VARIANT ...  # engines side by side, 16 layers
 #   bash gpu-results/serving/run.sh serve                   # vllm serve + client, EPLB on/off
@@ -11,8 +11,9 @@
 # processes only (one_gpu_lift.py): every number is "one GPU, check lifted".
 set -uo pipefail
 out=${OUT:?run on the device machine, which sets OUT}
-root=$PWD here=$PWD/gpu-results/serving big=$PWD/.big/vllm-0.26.0
-wheel=vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl
+base=$(cat build/serving/BASE) || exit 2   # the release make serving-bundle built for
+root=$PWD here=$PWD/gpu-results/serving big=$PWD/.big/vllm-$base
+wheel=$(awk '{print $2}' "$big/WHEEL.sha256")
 if [ ! -f /tmp/site/.installed ]; then
   (cd /tmp/big && cat $(ls part* | sort) > $wheel && sha256sum -c "$big/WHEEL.sha256" \
     && cd /tmp/deps && sha256sum -c <(sed 's|deps[0-9]*/||' "$big/SHA256SUMS")) > /dev/null || exit 3
