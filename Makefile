@@ -241,67 +241,31 @@ lint-fork: engine
 	cd $(FORK) && files=$(call touched,$(BASE_TAG),HEAD,--python) && $(call fork_ruff,$$files) && \
 	  echo "fork ruff: $$(echo $$files | wc -w) files clean"
 
-# What the GPU machine needs to run the kernel tests and the benchmark without
-# vLLM: the fork files they load, at their fork paths, and the router revisions
-# the benchmark compares (see eplb_fork/gpu_standalone.py, gpu-results/).
-GPU_BUNDLE_FILES := vllm/model_executor/layers/fused_moe/router/base_router.py \
-	vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py \
-	vllm/distributed/eplb/eplb_state.py \
-	$(shell cd $(FORK) 2>/dev/null && ls tests/kernels/moe/*eplb*.py) \
-	benchmarks/kernels/benchmark_eplb_map_record.py \
-	benchmarks/kernels/benchmark_eplb_moe_layer.py
-ROUTER := vllm/model_executor/layers/fused_moe/router/base_router.py
+# What the GPU machine needs to run a fork's kernel tests and benchmarks
+# without vLLM (eplb_fork/gpu_bundle.py; gpu-results/gpu-run.sh runs them):
+# build/gpu/<release>/ for the fork's release (build/fork, or BASE's) and each
+# in GPU_BASES, whose forks are test-bases' (made here if missing). Its line
+# says which router revisions and benchmarks (series/<line>/__init__.py).
+GPU_BASES ?= $(CURRENT_BASE) 0.26.0 0.24.0
 gpu-bundle: engine
-	rm -rf build/gpu && mkdir -p build/gpu/revisions && cd $(FORK) && \
-	  for f in $(GPU_BUNDLE_FILES); do install -D -m 644 $$f $(CURDIR)/build/gpu/$$f; done && \
-	  tag=$(BASE_TAG) && git show $$tag:$(ROUTER) > $(CURDIR)/build/gpu/revisions/base.py && \
-	  for named in pr=fused_map_record_kernel fixes=eplb_skip_padded_tokens \
-	      histogram=eplb_block_histogram lean=eplb_lean_launch \
-	      dprows=eplb_dp_own_rows shards=eplb_sharded_load; do \
-	    rev=$$($(ASK) revision $${named#*=}) && \
-	    git show $$rev:$(ROUTER) > $(CURDIR)/build/gpu/revisions/$${named%%=*}.py || exit 1; \
-	  done && \
-	  git show HEAD:$(ROUTER) > $(CURDIR)/build/gpu/revisions/head.py
-
-# The current line's GPU bundles (build/gpu-current/<base>/, one per release
-# in GPU_CURRENT_BASES, each from build/bases/fork-<base> as test-bases
-# builds it): its router, eplb_triton.py where the release has it, and
-# EplbLayerState, its kernel tests, the router (and eplb_triton.py) of
-# upstream's release and of each patch that changes the kernel, and the
-# backport's benchmark helpers (gpu-results/gpu-run-current.sh runs them).
-GPU_CURRENT_BASES ?= $(CURRENT_BASE) 0.26.0 0.24.0
-EPLB_TRITON := vllm/model_executor/layers/fused_moe/eplb_triton.py
-gpu-bundle-current: engine
-	rm -rf build/gpu-current && mkdir -p build/gpu-current
-	@for v in $(GPU_CURRENT_BASES); do \
-	  fork=build/bases/fork-$$v out=$(CURDIR)/build/gpu-current/$$v; \
+	@test -d $(FORK)/.git || { echo "no fork at $(FORK): run 'make fork' first"; exit 2; }
+	@rm -rf build/gpu && own=$$($(ASK) info release) && seen= && \
+	for v in $$own $(GPU_BASES); do \
+	  case " $$seen " in *" $$v "*) continue;; esac; seen="$$seen $$v"; \
+	  fork=$$(if [ $$v = $$own ]; then echo $(FORK); else echo build/bases/fork-$$v; fi); \
 	  test -d $$fork || $(ENGINE_VENV)/bin/python -m eplb_fork --base $$v --fork $$fork \
-	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 || exit 1; \
-	  ask="env $(ASK_ANY) --base $$v --fork $(CURDIR)/$$fork"; \
-	  mkdir -p $$out/revisions && (cd $$fork && \
-	  for f in $(ROUTER) $$(ls $(EPLB_TRITON) 2>/dev/null) vllm/distributed/eplb/eplb_state.py \
-	      $$(ls tests/kernels/moe/*eplb_*.py); do \
-	    install -D -m 644 $$f $$out/$$f || exit 1; done && \
-	  for named in upstream= relaxed=eplb_relaxed_record shards=eplb_sharded_load head=; do \
-	    name=$${named%%=*} patch=$${named#*=}; \
-	    rev=$$(if [ $$name = upstream ]; then $$ask info base-tag; \
-	      elif [ -z "$$patch" ]; then echo HEAD; else $$ask revision $$patch; fi) || exit 1; \
-	    git show $$rev:$(ROUTER) > $$out/revisions/$$name.py || exit 1; \
-	    if [ -f $(EPLB_TRITON) ]; then \
-	      git show $$rev:$(EPLB_TRITON) > $$out/revisions/$${name}_eplb_triton.py || exit 1; fi; \
-	  done) || exit 1; \
-	  install -D -m 644 $(FORK)/benchmarks/kernels/benchmark_eplb_map_record.py \
-	    $$out/benchmarks/kernels/benchmark_eplb_map_record.py || exit 1; \
-	  echo "build/gpu-current/$$v"; \
+	    --patches build/bases/patches-$$v fork > build/base-$$v.log 2>&1 \
+	    || { grep -v "^    " build/base-$$v.log; exit 1; }; \
+	  $(ASK_ANY) --base $$v --fork $(CURDIR)/$$fork gpu-bundle --dest build/gpu/$$v || exit 1; \
 	done
 
 # The bundle through eplb_fork.gpu_standalone, on CPU under the interpreter:
 # it computes what the installed fork computes, its stand-ins answer as vLLM
 # does, its kernel tests and benchmark smoke runs pass as on the GPU machine.
-.PHONY: test-standalone gpu-bundle-current
+.PHONY: test-standalone
 test-standalone: gpu-bundle
 	@test -x $(FORK_PYTHON) || { echo "no installed fork: run 'make fork' first"; exit 2; }
-	$(FORK_TEST_ENV) EPLB_GPU_BUNDLE=build/gpu $(FORK_PYTHON) -m pytest -q -p no:cacheprovider \
+	$(FORK_TEST_ENV) EPLB_GPU_BUNDLE=build/gpu/$$($(ASK) info release) $(FORK_PYTHON) -m pytest -q -p no:cacheprovider \
 	  eplb_fork/fork_venv_tests
 
 # The current line (series/current, our follow-ups on upstream's own code)

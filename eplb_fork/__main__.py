@@ -1,5 +1,5 @@
 """Command line: `python -m eplb_fork {fork,install,patches,wheel,link,changelog,apply}`,
-and the queries the Makefile asks: `info`, `touched`, `revision`."""
+the queries the Makefile asks (`info`, `touched`, `revision`) and `gpu-bundle`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from eplb_fork import REPO_ROOT, EngineError, info
+from eplb_fork import REPO_ROOT, EngineError, gpu_bundle, info
 from eplb_fork.apply import apply_series, tree_version
 from eplb_fork.base import Release, fetch_sdist, fetch_wheel, load_pins, pinned_release
 from eplb_fork.baserepo import base_tag, fresh_base
@@ -28,6 +28,7 @@ from eplb_fork.series import (
 
 BUILD = REPO_ROOT / "build"
 INFO_FACTS = {
+    "release": "the base's vLLM version (--base, or requirements/base.toml's default)",
     "version": "the fork's version, 0.19.1+eplb.N (N commits on its base)",
     "base-tag": "the tag of the base commit in the fork",
     "bases": "every other pinned release some line is for, line by line",
@@ -148,7 +149,9 @@ def cmd_apply(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
-    if args.fact == "version":
+    if args.fact == "release":
+        print(release.version)
+    elif args.fact == "version":
         print(_installed_version(release, Path(args.fork)))
     elif args.fact == "base-tag":
         print(base_tag(release))
@@ -172,6 +175,16 @@ def cmd_revision(args: argparse.Namespace) -> None:
     if args.patch not in held:
         raise EngineError(f"no commit in {args.fork} carries the trailer of {args.patch}")
     print(held[args.patch])
+
+
+def cmd_gpu_bundle(args: argparse.Namespace) -> None:
+    release = pinned_release(args.base)
+    line = line_for(release.version)
+    dest = Path(args.dest)
+    files = gpu_bundle.make_bundle(
+        Repo(Path(args.fork)), base_tag(release), release.version, line, dest
+    )
+    print(f"{dest}: vLLM {release.version}, the {line.name} line, {len(files)} files")
 
 
 def cmd_changelog(args: argparse.Namespace) -> None:
@@ -227,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     revision = sub.add_parser("revision", help="the fork's commit of a patch (by its trailer)")
     revision.add_argument("patch", help="a patch module's name, as in its line's series file")
     revision.set_defaults(run=cmd_revision)
+    bundle = sub.add_parser("gpu-bundle", help="the fork's GPU bundle (eplb_fork/gpu_bundle.py)")
+    bundle.add_argument("--dest", required=True, help="the bundle's folder (replaced)")
+    bundle.set_defaults(run=cmd_gpu_bundle)
     args = parser.parse_args(argv)
     try:
         args.run(args)

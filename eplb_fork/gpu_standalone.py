@@ -37,11 +37,7 @@ from pathlib import Path
 
 import torch
 
-ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-# From vLLM 0.34 the router's kernel calls the map and record shared here.
-EPLB_TRITON = "vllm/model_executor/layers/fused_moe/eplb_triton.py"
-MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/default_moe_runner.py"
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
+from eplb_fork.fork_files import EPLB_STATE, EPLB_TRITON, MOE_RUNNER, ROUTER
 
 
 def _module(name: str, **attrs: object) -> types.ModuleType:

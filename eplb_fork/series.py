@@ -156,7 +156,27 @@ class Line:
 
     @property
     def first_release(self) -> str | None:
-        return getattr(_load_module(self.directory / "__init__.py"), "FIRST_RELEASE", None)
+        return getattr(self._facts, "FIRST_RELEASE", None)
+
+    # Its GPU run (eplb_fork/gpu_bundle.py): the router revisions its
+    # benchmarks compare besides the release's and the tip, by name; the
+    # memcheck's pytest arguments (all kernel tests if none); the benchmark
+    # commands, run from the bundle.
+    @property
+    def gpu_revisions(self) -> dict[str, str]:
+        return dict(getattr(self._facts, "GPU_REVISIONS", {}))
+
+    @property
+    def gpu_memcheck(self) -> tuple[str, ...]:
+        return tuple(getattr(self._facts, "GPU_MEMCHECK", ()))
+
+    @property
+    def gpu_benchmarks(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(map(tuple, getattr(self._facts, "GPU_BENCHMARKS", ())))
+
+    @property
+    def _facts(self) -> ModuleType:
+        return _load_module(self.directory / "__init__.py")
 
     def describe(self, version: str | None) -> str:
         where = self.directory.relative_to(REPO_ROOT)

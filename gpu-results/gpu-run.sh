@@ -1,50 +1,54 @@
 #!/usr/bin/env bash
-# The whole GPU run of the series, in two device calls from the repo root of
-# a tree made with `make fork && make gpu-bundle` (carry build/gpu):
-#   bash gpu-results/gpu-run.sh tests   # kernel tests, then memcheck
-#   bash gpu-results/gpu-run.sh bench   # map+record benchmark per revision
-# TRITON_SITE=DIR runs under another Triton installed there with --target
-# (results then land in $OUT/backport-triton-<version>/).
-# vLLM does not import on the GPU machine: everything goes through
-# eplb_fork.gpu_standalone. Results land in $OUT.
+# The GPU run of the kernels, from the repo root on the device machine, of
+# the bundles `make fork && make test-bases && make gpu-bundle` made (carry
+# build/gpu; one per release, each under its line's data: bundle.json):
+#   bash gpu-results/gpu-run.sh [RELEASE ...]          # default: every bundle
+#   PHASES=tests bash gpu-results/gpu-run.sh 0.19.1    # tests (+memcheck) or bench only
+#   TRITON_SITE=/tmp/bigsite bash gpu-results/gpu-run.sh  # under another Triton,
+#       installed there with --target (3.8: see gpu-results/README.md)
+# vLLM does not import there: everything goes through eplb_fork.gpu_standalone.
+# Per release, in $OUT/<release>-triton-<version>/: machine.txt,
+# kernel-tests.txt, memcheck.txt, and one <benchmark>.txt per benchmark.
 set -uo pipefail
 out=${OUT:?run on the device machine, which sets OUT}
-if [ -n "${TRITON_SITE:-}" ]; then
-  export PYTHONPATH=$TRITON_SITE${PYTHONPATH:+:$PYTHONPATH}
-  out=$out/backport-triton-$(python -c "import triton; print(triton.__version__)") && mkdir -p "$out"
-fi
-cd build/gpu || exit 2
-export PYTHONPATH=$PWD/../..${PYTHONPATH:+:$PYTHONPATH} EPLB_FORK=. PYTHONUNBUFFERED=1
-pytest_standalone="python -m pytest -p eplb_fork.gpu_standalone -p no:cacheprovider \
-  --noconftest --import-mode=importlib --rootdir=. -c /dev/null"
-python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
-  > "$out/machine.txt"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv >> "$out/machine.txt"
-
-case "${1:-}" in
-tests)
-  $pytest_standalone tests/kernels/moe/test_eplb_*.py -v -rA > "$out/kernel-tests.txt" 2>&1
-  echo "kernel tests: rc=$? $(tail -1 "$out/kernel-tests.txt")"
-  # Address math and every masked path: invalid ids, empty and padded
-  # batches, row windows, direct launches, the per-id and histogram paths.
-  compute-sanitizer --tool memcheck --error-exitcode 9 $pytest_standalone -q \
-    tests/kernels/moe/test_eplb_{map_record,record_paths,padded_tokens,lean_launch,dp_rows,sharded_load,index_width}.py \
-    -k "lean or graph or (dp_rows and cuda) or (sharded and cuda) or (index_width and cuda) or cuda and (corrupt or invalid or empty or non_contiguous or random or 4600 or padded or beyond)" \
-    > "$out/memcheck.txt" 2>&1
-  echo "memcheck: rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$out/memcheck.txt" | tail -2 | tr '\n' ' ')"
-  ;;
-bench)
-  python -m eplb_fork.gpu_standalone benchmarks/kernels/benchmark_eplb_map_record.py \
-    --revision base=revisions/base.py --revision pr=revisions/pr.py \
-    --revision lean=revisions/lean.py --revision dprows=revisions/dprows.py \
-    --revision shards=revisions/shards.py --revision head=revisions/head.py \
-    --csv "$out/bench.csv" --plot "$out/bench.png" > "$out/bench.txt" 2>&1
-  echo "benchmark: rc=$?"; tail -8 "$out/bench.txt"
-  # The benchmark hands every revision one load row; HEAD counts into the
-  # [K, P] shards EplbState gives each layer: measured here, with the fold.
-  python -m eplb_fork.gpu_standalone ../../gpu-results/narrow-2026-11-30/head_shards.py \
-    > "$out/head_shards.txt" 2>&1
-  echo "head with shards: rc=$?"; cat "$out/head_shards.txt"
-  ;;
-*) echo "usage: $0 tests|bench" >&2; exit 2 ;;
-esac
+if [ -n "${TRITON_SITE:-}" ]; then export PYTHONPATH=$TRITON_SITE${PYTHONPATH:+:$PYTHONPATH}; fi
+root=$PWD phases=${PHASES:-tests bench}
+version=$(python -c "import triton; print(triton.__version__)")
+releases=("$@"); [ ${#releases[@]} -gt 0 ] || releases=($(ls build/gpu))
+# A field of the bundle's manifest, a line per command, its arguments split
+# by \x1f ({out} and {repo} filled in).
+manifest() {
+  python -c 'import json, sys
+value = json.load(open("bundle.json"))[sys.argv[1]]
+rows = value if sys.argv[1] == "benchmarks" else [value]
+for row in rows:
+    sys.stdout.write("\x1f".join(a.format(out=sys.argv[2], repo=sys.argv[3]) for a in row) + "\n")
+' "$1" "$dir" "$root"
+}
+for release in "${releases[@]}"; do
+  dir=$out/$release-triton-$version && mkdir -p "$dir"
+  cd "$root/build/gpu/$release" || exit 2
+  export PYTHONPATH=$root${TRITON_SITE:+:$TRITON_SITE} EPLB_FORK=. PYTHONUNBUFFERED=1
+  pytest_standalone="python -m pytest -p eplb_fork.gpu_standalone -p no:cacheprovider \
+    --noconftest --import-mode=importlib --rootdir=. -c /dev/null"
+  python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+    > "$dir/machine.txt"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv >> "$dir/machine.txt"
+  tag="$release ($(python -c 'import json; print(json.load(open("bundle.json"))["line"])') line), triton $version"
+  if [[ " $phases " == *" tests "* ]]; then
+    $pytest_standalone tests/kernels/moe/test_eplb_*.py -v -rA > "$dir/kernel-tests.txt" 2>&1
+    echo "$tag kernel tests: rc=$? $(tail -1 "$dir/kernel-tests.txt")"
+    IFS=$'\x1f' read -r -a selected < <(manifest memcheck)
+    [ ${#selected[@]} -gt 0 ] || selected=(tests/kernels/moe/test_eplb_*.py)
+    compute-sanitizer --tool memcheck --error-exitcode 9 $pytest_standalone -q "${selected[@]}" \
+      > "$dir/memcheck.txt" 2>&1
+    echo "$tag memcheck: rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$dir/memcheck.txt" | tail -2 | tr '\n' ' ')"
+  fi
+  if [[ " $phases " == *" bench "* ]]; then
+    while IFS=$'\x1f' read -r -a command; do
+      name=$(basename "${command[0]}" .py)
+      python -m eplb_fork.gpu_standalone "${command[@]}" > "$dir/$name.txt" 2>&1
+      echo "$tag $name: rc=$?"; tail -12 "$dir/$name.txt"
+    done < <(manifest benchmarks)
+  fi
+done

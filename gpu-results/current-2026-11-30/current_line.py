@@ -12,11 +12,8 @@ checked against upstream's (the same logical expert: from the line's
 patch 2 on, the replica may differ), and the counts against torch.bincount,
 first.
 
-Run on the GPU machine from build/gpu-current/<base> (`make
-gpu-bundle-current`):
-
-    EPLB_FORK=. python -m eplb_fork.gpu_standalone \
-        ../../gpu-results/current-2026-11-30/current_line.py
+Run on the GPU machine by gpu-results/gpu-run.sh, from a current-line
+bundle (`make gpu-bundle`, build/gpu/<release>).
 """
 
 import ast
@@ -53,7 +50,9 @@ SHARED = "vllm.model_executor.layers.fused_moe.eplb_triton"
 def load(name: str):
     """Revision `name` of the router, importing its own eplb_triton.py where
     the release has one (0.34 on): the router binds it at import."""
-    shared = Path(f"revisions/{name}_eplb_triton.py")
+    # The bundle keeps the release's own router as its base revision.
+    stem = "base" if name == "upstream" else name
+    shared = Path(f"revisions/{stem}_eplb_triton.py")
     if shared.exists():
         module = types.ModuleType(SHARED)
         module.__file__ = f"<{name}:eplb_triton.py>"
@@ -62,7 +61,7 @@ def load(name: str):
         linecache.cache[module.__file__] = (len(source), None, lines, module.__file__)
         exec(compile(source, module.__file__, "exec"), module.__dict__)
         sys.modules[SHARED] = module
-    return bench.load_revision(name, Path(f"revisions/{name}.py").read_text())
+    return bench.load_revision(name, Path(f"revisions/{stem}.py").read_text())
 
 
 def logical_of(physical: torch.Tensor, l2p: torch.Tensor) -> torch.Tensor:
@@ -85,9 +84,11 @@ def main() -> None:
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     columns = [*REVISIONS, "empty"]
     print(f"graph_us per call, median of {ROUNDS} rounds, rec / skip; K shards for HEAD")
-    print(f"{'shape':>9} {'routing':>8} {'tokens':>6} {'K':>3} "
-          + " ".join(f"{c + ' rec':>13} {c + ' skip':>13}" for c in columns)
-          + f" {'head rec/up skip':>16} {'head skip/up skip':>17} {'head rec/up rec':>15}")
+    print(
+        f"{'shape':>9} {'routing':>8} {'tokens':>6} {'K':>3} "
+        + " ".join(f"{c + ' rec':>13} {c + ' skip':>13}" for c in columns)
+        + f" {'head rec/up skip':>16} {'head skip/up skip':>17} {'head rec/up rec':>15}"
+    )
     host_rows = []
     for shape in bench.SHAPES:
         num_physical = bench.SHAPES[shape][1]
@@ -104,9 +105,9 @@ def main() -> None:
                 calls = {}
                 for record in (True, False):
                     for name in REVISIONS:
-                        calls[name, record] = (
-                            lambda fn=revisions[name], load=loads[name], f=flags[record], w=work:
-                            fn(w.topk_ids, load, w.l2p, w.counts, f))
+                        calls[name, record] = lambda fn=revisions[name], load=loads[name], f=flags[
+                            record
+                        ], w=work: fn(w.topk_ids, load, w.l2p, w.counts, f)
                     calls["empty", record] = lambda w=work: bench.empty_launch(w.topk_ids)
                 outs = {name: calls[name, True]() for name in REVISIONS}
                 torch.cuda.synchronize()
@@ -121,11 +122,14 @@ def main() -> None:
                 keys = [(c, r) for c in columns for r in (True, False)]
                 cells = dict(zip(keys, median_rounds([calls[k] for k in keys]), strict=True))
                 up_skip, up_rec = cells["upstream", False], cells["upstream", True]
-                print(f"{shape:>9} {routing:>8} {tokens:>6} {shards:>3} "
-                      + " ".join(f"{cells[k]:13.2f}" for k in keys)
-                      + f" {cells['head', True] / up_skip:16.2f}"
-                      f" {cells['head', False] / up_skip:17.2f}"
-                      f" {cells['head', True] / up_rec:15.2f}", flush=True)
+                print(
+                    f"{shape:>9} {routing:>8} {tokens:>6} {shards:>3} "
+                    + " ".join(f"{cells[k]:13.2f}" for k in keys)
+                    + f" {cells['head', True] / up_skip:16.2f}"
+                    f" {cells['head', False] / up_skip:17.2f}"
+                    f" {cells['head', True] / up_rec:15.2f}",
+                    flush=True,
+                )
                 host_rows.append(bench.host_times_us(calls, 100, 7, torch.cuda.synchronize))
     print("\nhost_us per eager call, median over shapes, routings, sizes, rec and skip")
     empty = statistics.median(row["empty", r] for row in host_rows for r in (True, False))

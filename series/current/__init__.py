@@ -14,3 +14,10 @@ from FIRST_RELEASE on, requirements/base.toml).
 
 # The first release this line is for (the engine picks the line by base).
 FIRST_RELEASE = "0.20.0"
+
+# Its GPU run (eplb_fork/gpu_bundle.py, gpu-results/gpu-run.sh): the router
+# at these patches' commits, between the release's ("base") and the tip
+# ("head"); memcheck over every kernel test; the map+record benchmark
+# against the release's own kernel ({repo}: this repository).
+GPU_REVISIONS = {"relaxed": "eplb_relaxed_record", "shards": "eplb_sharded_load"}
+GPU_BENCHMARKS = (("{repo}/gpu-results/current-2026-11-30/current_line.py",),)
