@@ -4,21 +4,28 @@ engine_bench.py's cprofile-NAME.json files (paired_bench.py's profiled
 steps), compared per function by calls per step (independent of the host's
 speed) and own time per step (cProfile's, inflated alike in both).
 
-    python cprofile_diff.py VARIANT.json BASELINE.json [--top N]
+    python cprofile_diff.py VARIANT.json BASELINE.json [--top N] [--by-file]
 """
 
 import argparse
 import json
 
 
-def per_function(path: str) -> dict[str, dict]:
+def per_function(path: str, by_file: bool = False) -> dict[str, dict]:
     rows = json.load(open(path))["rows"]
     merged: dict[str, dict] = {}
     for row in rows:
         # One key per function wherever the install lives (the fork's and
-        # upstream's site directories differ).
-        key = row["function"] if row["path"] == "~" else row["path"].split("/vllm/", 1)[-1]
-        key = key if row["path"] == "~" else f"{key}:{row['function'].split(':', 1)[1]}"
+        # upstream's site directories differ), whatever its line (the fork's
+        # edits move the functions below them), and one for all the code
+        # Inductor generated (each engine's cache names its files by hash).
+        key = row["function"]
+        if row["path"] != "~":
+            where = row["path"].split("/vllm/", 1)[-1]
+            if "inductor_cache" in where:
+                where = "torch_compile_cache/(generated)"
+            name = row["function"].split("(", 1)[-1].rstrip(")")
+            key = where if by_file else f"{where}:{name}"
         mine = merged.setdefault(key, {"calls": 0.0, "own_ms": 0.0})
         mine["calls"] += row["calls_per_step"]
         mine["own_ms"] += row["own_ms_per_step"]
@@ -30,8 +37,10 @@ def main() -> None:
     parser.add_argument("variant")
     parser.add_argument("baseline")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--by-file", action="store_true", help="sum each file's functions")
     args = parser.parse_args()
-    mine, base = per_function(args.variant), per_function(args.baseline)
+    mine = per_function(args.variant, args.by_file)
+    base = per_function(args.baseline, args.by_file)
     zero = {"calls": 0.0, "own_ms": 0.0}
     rows = []
     for key in mine.keys() | base.keys():

@@ -4,7 +4,7 @@
 # wheels in /tmp/deps); carry build/serving and .big/vllm-<base> (its
 # SHA256SUMS and WHEEL.sha256), <base> being build/serving/BASE.
 #   bash gpu-results/serving/run.sh engine [VARIANT ...]   # offline engine, in this order
-#   bash gpu-results/serving/run.sh paired BASELINE VARIANT ...  # engines side by side, 16 layers
+#   [SHARE=0.45] bash gpu-results/serving/run.sh paired BASELINE VARIANT ...  # engines side by side, 16 layers
 #   bash gpu-results/serving/run.sh serve                   # vllm serve + client, EPLB on/off
 #   bash gpu-results/serving/run.sh serve2                  # the same at DP=2 (two GPUs)
 # EPLB runs on one GPU with vLLM's TP x DP > 1 check lifted in the harness's
@@ -77,7 +77,10 @@ paired)
     which=$1 model=${layers16[$2]}; shift 2
     specs+=(--variant "$name" "$(site $which):$here" "--model $model $*")
   done
-  python3 "$here/paired_bench.py" --out "$out" --baseline "${specs[1]}" --share 0.21 "${specs[@]}" ;;
+  # Each engine's share of GPU memory: four 16-layer engines fit an H200 at
+  # 0.21; an H100 (80 GB) takes two at a time (SHARE=0.45).
+  python3 "$here/paired_bench.py" --out "$out" --baseline "${specs[1]}" --share "${SHARE:-0.21}" \
+    "${specs[@]}" ;;
 serve)
   # Four servers at once (upstream and fork, EPLB on and off): 16 layers fit.
   python3 "$here/serve_bench.py" --out "$out" --model /tmp/models/qwen3-30b-a3b-16l \
