@@ -19,7 +19,11 @@ captured graph records each replay's own batch.
 
 Unlike upstream the counts start at "every row", not 0: a model whose
 runner publishes nothing (a drafter, whose proposers these releases do not
-touch) keeps counting every row, as before, rather than nothing.
+touch) keeps counting every row, as before, rather than nothing. A dummy
+batch publishes 0 real tokens: start-up's captures and warm-ups skip
+EplbState.step, which drops a dummy batch's load, so in vLLM 0.24.0's
+engine (an H100) their ~510 tokens per layer landed in the first window
+slot.
 """
 
 from eplb_fork.codemod import (
@@ -133,12 +137,14 @@ def apply(tree):
         )
 
     with python_file(tree, MODEL_RUNNER) as src:
-        insert_before(
-            src,
-            "GPUModelRunner.execute_model",
-            anchor=with_block("set_forward_context"),
-            code=code.body("publish_real_tokens"),
-        )
+        forward = with_block("set_forward_context")
+        for function, publish in (
+            ("execute_model", "publish_real_tokens"),
+            ("_dummy_run", "no_real_tokens_in_dummy_batch"),
+        ):
+            insert_before(
+                src, f"GPUModelRunner.{function}", anchor=forward, code=code.body(publish)
+            )
     with python_file(tree, EPLB_CONTROLLER) as src:
         ensure_import(src, "from vllm.config import ModelConfig", before=EPLB_STATE_MODULE)
         add_members(src, "EPLBController", code=code.members("EPLBController"), after="step")

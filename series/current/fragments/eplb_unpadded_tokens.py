@@ -200,6 +200,16 @@ def publish_real_tokens(self, num_tokens_unpadded, ubatch_slices_padded):
         )
 
 
+def no_real_tokens_in_dummy_batch(self, ubatch_slices_padded):
+    # A dummy batch (a capture or its warm-up, an idle DP rank) has no
+    # real tokens. Start-up's skip EplbState.step, which drops a dummy
+    # batch's load: what they counted would reach the first window slot.
+    if self.eplb_state is not None:
+        self.eplb_state.prepare_forward(
+            self.model_config, 0, ubatch_slices_padded
+        )
+
+
 def publish_real_tokens_of_the_batch(self, input_batch):
     # The router records only these rows of the padded batch as load.
     self.eplb.prepare_forward(self.model_config, input_batch.num_tokens)
