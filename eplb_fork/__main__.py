@@ -181,9 +181,7 @@ def cmd_gpu_bundle(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
     line = line_for(release.version)
     dest = Path(args.dest)
-    files = gpu_bundle.make_bundle(
-        Repo(Path(args.fork)), base_tag(release), release.version, line, dest
-    )
+    files = gpu_bundle.make_bundle(Repo(Path(args.fork)), release, line, dest)
     print(f"{dest}: vLLM {release.version}, the {line.name} line, {len(files)} files")
 
 

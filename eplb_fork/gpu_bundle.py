@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from eplb_fork import REPO_ROOT, EngineError
+from eplb_fork.base import Release
+from eplb_fork.baserepo import base_tag
 from eplb_fork.fork_files import EPLB_STATE, EPLB_TRITON, MOE_RUNNER, ROUTER
 from eplb_fork.gittree import Repo
 from eplb_fork.series import Line, patch_commits
@@ -27,15 +29,15 @@ HELPERS = REPO_ROOT / "benchmarks" / "kernels"
 MANIFEST = "bundle.json"
 
 
-def revisions(fork: Repo, base_tag: str, line: Line) -> dict[str, str]:
+def revisions(fork: Repo, tag: str, line: Line) -> dict[str, str]:
     """The router states a bundle carries, by name: the release's own
     (`base`), each patch commit the line names, and the tip (`head`)."""
-    held = patch_commits(fork, "HEAD", base_tag)
+    held = patch_commits(fork, "HEAD", tag)
     missing = [patch for patch in line.gpu_revisions.values() if patch not in held]
     if missing:
         raise EngineError(f"{fork.path} has no commit of {', '.join(missing)}")
     named = {name: held[patch] for name, patch in line.gpu_revisions.items()}
-    return {"base": base_tag, **named, "head": "HEAD"}
+    return {"base": tag, **named, "head": "HEAD"}
 
 
 def _files_at_head(fork: Repo) -> list[str]:
@@ -47,10 +49,10 @@ def _files_at_head(fork: Repo) -> list[str]:
     ]
 
 
-def make_bundle(fork: Repo, base_tag: str, version: str, line: Line, dest: Path) -> list[str]:
-    """Write the bundle of `fork` (vLLM `version` under `line`) into `dest`,
+def make_bundle(fork: Repo, release: Release, line: Line, dest: Path) -> list[str]:
+    """Write the bundle of `fork` (`release` under `line`) into `dest`,
     replacing what was there; return its files."""
-    named = revisions(fork, base_tag, line)
+    named = revisions(fork, base_tag(release), line)
     if dest.exists():
         shutil.rmtree(dest)
     written: list[str] = []
@@ -74,7 +76,7 @@ def make_bundle(fork: Repo, base_tag: str, version: str, line: Line, dest: Path)
         if EPLB_TRITON in present:
             write(f"revisions/{name}_eplb_triton.py", fork.read_blob(rev, EPLB_TRITON))
     manifest = {
-        "release": version,
+        "release": release.version,
         "line": line.name,
         "revisions": {
             name: fork.git("rev-parse", f"{rev}^{{commit}}") for name, rev in named.items()

@@ -12,6 +12,7 @@ gets the line its version falls in (`line_for`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import textwrap
 from collections.abc import Callable, Iterable
@@ -174,8 +175,9 @@ class Line:
     def gpu_benchmarks(self) -> tuple[tuple[str, ...], ...]:
         return tuple(map(tuple, getattr(self._facts, "GPU_BENCHMARKS", ())))
 
-    @property
+    @functools.cached_property
     def _facts(self) -> ModuleType:
+        # Loaded once per Line: the Makefile's queries ask several facts.
         return _load_module(self.directory / "__init__.py")
 
     def describe(self, version: str | None) -> str:

@@ -12,10 +12,13 @@ from eplb_fork.apply import apply_series
 from eplb_fork.fork_files import EPLB_TRITON, ROUTER
 from eplb_fork.gittree import Repo
 from eplb_fork.gpu_bundle import HELPERS, make_bundle
-from eplb_fork.series import Line, Patch
+from eplb_fork.base import Release
+from eplb_fork.baserepo import base_tag
+from eplb_fork.series import LINES, Line, Patch
 from eplb_fork.tests.test_apply import AUTHOR, make_repo
 
 TEST = "tests/kernels/moe/test_eplb_thing.py"
+RELEASE = Release("9.9.9", "", "", "", "", "")
 
 
 def router_patch(name: str, text: str, also: dict[str, str] | None = None) -> Patch:
@@ -29,13 +32,13 @@ def router_patch(name: str, text: str, also: dict[str, str] | None = None) -> Pa
 
 def fork_of(tmp_path, files) -> Repo:
     repo = make_repo(tmp_path / "fork", {ROUTER: "# release\n", **files})
-    repo.git("tag", "base/v9.9.9")
+    repo.git("tag", base_tag(RELEASE))
     patches = [
         router_patch("first", "# first\n", {TEST: "# a kernel test\n"}),
         router_patch("second", "# second\n"),
         router_patch("third", "# third\n"),
     ]
-    apply_series(repo, patches, AUTHOR, branch="fork", base_version="9.9.9")
+    apply_series(repo, patches, AUTHOR, branch="fork", base_version=RELEASE.version)
     return repo
 
 
@@ -56,7 +59,7 @@ def test_each_revision_is_the_router_at_the_patch_the_line_names(tmp_path):
     fork = fork_of(tmp_path, {"vllm/other.py": "# not loaded\n"})
     dest = tmp_path / "bundle"
     (dest / "stale").mkdir(parents=True)
-    files = make_bundle(fork, "base/v9.9.9", "9.9.9", line_of(tmp_path, FACTS), dest)
+    files = make_bundle(fork, RELEASE, line_of(tmp_path, FACTS), dest)
     revisions = {p.stem: p.read_text() for p in (dest / "revisions").glob("*.py")}
     assert revisions == {"base": "# release\n", "early": "# first\n", "head": "# third\n"}
     assert (dest / ROUTER).read_text() == "# third\n"
@@ -77,7 +80,7 @@ def test_each_revision_is_the_router_at_the_patch_the_line_names(tmp_path):
 def test_a_release_with_the_shared_kernel_file_carries_it_per_revision(tmp_path):
     fork = fork_of(tmp_path, {EPLB_TRITON: "# shared kernel\n"})
     dest = tmp_path / "bundle"
-    make_bundle(fork, "base/v9.9.9", "9.9.9", line_of(tmp_path, FACTS), dest)
+    make_bundle(fork, RELEASE, line_of(tmp_path, FACTS), dest)
     names = sorted(p.name for p in (dest / "revisions").glob("*_eplb_triton.py"))
     assert names == ["base_eplb_triton.py", "early_eplb_triton.py", "head_eplb_triton.py"]
 
@@ -88,13 +91,11 @@ def test_a_revision_the_fork_lacks_is_refused_before_anything_is_written(tmp_pat
     (dest / "kept").mkdir(parents=True)
     line = line_of(tmp_path, 'GPU_REVISIONS = {"gone": "fourth"}\n')
     with pytest.raises(EngineError, match="no commit of fourth"):
-        make_bundle(fork, "base/v9.9.9", "9.9.9", line, dest)
+        make_bundle(fork, RELEASE, line, dest)
     assert (dest / "kept").is_dir()
 
 
 def test_both_lines_name_patches_of_their_own_series():
-    from eplb_fork.series import LINES
-
     for line in LINES:
         names = {patch.name for patch in line.patches()}
         assert line.gpu_revisions and set(line.gpu_revisions.values()) <= names, line.name
