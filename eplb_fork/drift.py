@@ -12,9 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-EPLB_STATE = "vllm/distributed/eplb/eplb_state.py"
-BASE_ROUTER = "vllm/model_executor/layers/fused_moe/router/base_router.py"
-PARALLEL = "vllm/config/parallel.py"
+from eplb_fork.fork_files import BASE_ROUTER, EPLB_STATE, PARALLEL_CONFIG
 
 FORK_METHOD = '''
     def fork_local_helper(self) -> int:
@@ -34,7 +32,7 @@ def drift(tree: Path) -> None:
     # Another formatter setting: every touched file re-wrapped at 100 columns.
     subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--no-cache", "--line-length", "100",
-         *(str(tree / f) for f in (EPLB_STATE, BASE_ROUTER, PARALLEL))],
+         *(str(tree / f) for f in (EPLB_STATE, BASE_ROUTER, PARALLEL_CONFIG))],
         check=True, capture_output=True,
     )  # fmt: skip
     # Unrelated methods at the top of the classes the series edits.
@@ -43,7 +41,7 @@ def drift(tree: Path) -> None:
     _edit(tree / BASE_ROUTER, "    def set_capture_fn(", FORK_METHOD.lstrip("\n")
           + "\n    def set_capture_fn(")  # fmt: skip
     # Members reordered: two EPLBConfig fields swap places.
-    parallel = (tree / PARALLEL).read_text()
+    parallel = (tree / PARALLEL_CONFIG).read_text()
     window = '    window_size: int = 1000\n    """Window size for expert load recording."""\n'
     redundant = (
         "    num_redundant_experts: int = Field(default=0, ge=0)\n"
@@ -52,7 +50,7 @@ def drift(tree: Path) -> None:
     if window not in parallel or redundant not in parallel:
         raise SystemExit("drift: EPLBConfig fields not where expected")
     parallel = parallel.replace(window, "@@WINDOW@@").replace(redundant, window)
-    (tree / PARALLEL).write_text(parallel.replace("@@WINDOW@@", redundant))
+    (tree / PARALLEL_CONFIG).write_text(parallel.replace("@@WINDOW@@", redundant))
     # A comment next to an anchor, edited.
     _edit(tree / EPLB_STATE, "        # Update the expert load sliding window\n",
           "        # fork: the sliding window of expert load is updated here\n")  # fmt: skip

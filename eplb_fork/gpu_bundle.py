@@ -15,13 +15,13 @@ from pathlib import Path, PurePosixPath
 from eplb_fork import REPO_ROOT, EngineError
 from eplb_fork.base import Release
 from eplb_fork.baserepo import base_tag
-from eplb_fork.fork_files import EPLB_STATE, EPLB_TRITON, MOE_RUNNER, ROUTER
+from eplb_fork.fork_files import BASE_ROUTER, DEFAULT_MOE_RUNNER, EPLB_STATE, EPLB_TRITON
 from eplb_fork.gittree import Repo
 from eplb_fork.series import Line, patch_commits
 
 # The fork files gpu_standalone loads, where the release has them, and the
 # folders whose EPLB files the run executes.
-LOADED = (ROUTER, EPLB_TRITON, MOE_RUNNER, EPLB_STATE)
+LOADED = (BASE_ROUTER, EPLB_TRITON, DEFAULT_MOE_RUNNER, EPLB_STATE)
 RUN_FOLDERS = ("tests/kernels/moe", "benchmarks/kernels")
 # This repo's benchmarks, for a fork without them: a line's benchmark may
 # import another line's helpers (the current line's imports the backport's).
@@ -72,7 +72,7 @@ def make_bundle(fork: Repo, release: Release, line: Line, dest: Path) -> list[st
             write(path, helper.read_text())
     # Each revision's router, and from 0.34 the shared map+record it binds.
     for name, rev in named.items():
-        write(f"revisions/{name}.py", fork.read_blob(rev, ROUTER))
+        write(f"revisions/{name}.py", fork.read_blob(rev, BASE_ROUTER))
         if EPLB_TRITON in present:
             write(f"revisions/{name}_eplb_triton.py", fork.read_blob(rev, EPLB_TRITON))
     manifest = {

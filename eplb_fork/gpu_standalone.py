@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from eplb_fork.fork_files import EPLB_STATE, EPLB_TRITON, MOE_RUNNER, ROUTER
+from eplb_fork.fork_files import BASE_ROUTER, DEFAULT_MOE_RUNNER, EPLB_STATE, EPLB_TRITON
 
 
 def _module(name: str, **attrs: object) -> types.ModuleType:
@@ -208,9 +208,9 @@ def install(fork: Path) -> types.ModuleType:
         "vllm.model_executor.layers.fused_moe.router.fused_moe_router",
         FusedMoERouter=FusedMoERouter,
     )
-    module = _load("vllm.model_executor.layers.fused_moe.router.base_router", fork / ROUTER)
-    if (fork / MOE_RUNNER).exists():
-        _runner_from_source(fork / MOE_RUNNER)
+    module = _load("vllm.model_executor.layers.fused_moe.router.base_router", fork / BASE_ROUTER)
+    if (fork / DEFAULT_MOE_RUNNER).exists():
+        _runner_from_source(fork / DEFAULT_MOE_RUNNER)
     return module
 
 

@@ -147,7 +147,7 @@ def test_the_runner_and_layer_state_are_the_forks_definitions(standalone):
 
 def names_read(prefix: str) -> set[str]:
     """`prefix.NAME` in every file of the bundle that gpu_standalone loads."""
-    files = [BUNDLE / gpu_standalone.ROUTER, BUNDLE / gpu_standalone.MOE_RUNNER]
+    files = [BUNDLE / gpu_standalone.BASE_ROUTER, BUNDLE / gpu_standalone.DEFAULT_MOE_RUNNER]
     files += sorted((BUNDLE / "revisions").glob("*.py"))
     return {
         node.attr

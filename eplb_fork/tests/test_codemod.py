@@ -1,4 +1,5 @@
-"""The edit vocabulary on small in-memory files."""
+"""The edit vocabulary on small in-memory files: what each verb writes, once
+(a second run changes nothing), and what it refuses."""
 
 from __future__ import annotations
 
@@ -13,49 +14,15 @@ from eplb_fork.codemod import (
     add_definitions,
     add_members,
     add_parameter,
-    after_blank_line,
-    append_to,
     assigns,
-    call_statement,
     constrain_field,
-    containing,
     defines,
-    enclose,
-    if_block,
     import_names,
-    insert_after,
-    insert_below_comments,
-    insert_element,
-    python_file,
     replace_decorator,
     replace_definition,
     replace_docstring,
-    replace_statement,
-    statement,
-    uses,
 )
-
-
-class MemoryTree:
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = {k: textwrap.dedent(v) for k, v in files.items()}
-
-    def exists(self, path: str) -> bool:
-        return path in self.files
-
-    def read(self, path: str) -> str:
-        return self.files[path]
-
-    def write(self, path: str, text: str) -> None:
-        self.files[path] = text
-
-
-def edited(source: str, edit) -> str:
-    tree = MemoryTree({"m.py": source})
-    with python_file(tree, "m.py") as src:
-        edit(src)
-    return tree.files["m.py"]
-
+from eplb_fork.tests.memory_tree import edited
 
 CONFIG = """\
 class C:
@@ -81,36 +48,6 @@ def test_constrain_field_wraps_plain_default_and_extends_field_calls():
 def test_constrain_field_refuses_a_different_existing_bound():
     with pytest.raises(Conflict, match="already has gt=0"):
         edited(CONFIG, lambda src: constrain_field(src, "C.already", gt=1))
-
-
-def test_anchors_survive_reformatting_and_comments():
-    source = """\
-    def step(self, is_dummy):
-        # a comment the fork added
-        if (
-            not is_dummy
-        ):  # and another
-            record()
-        done()
-    """
-
-    def edit(src):
-        replace_statement(
-            src, "step", anchor=if_block("not is_dummy"), code="if not is_dummy and gate():\n    record()\n")
-        insert_after(src, "step", anchor=statement("done()"), code="publish()")
-
-    out = edited(source, edit)
-    assert "    # a comment the fork added\n    if not is_dummy and gate():" in out
-    assert out.rstrip().endswith("done()\n    publish()")
-    assert edited(out, edit) == out
-
-
-def test_missing_anchor_names_scope_and_shape():
-    with pytest.raises(AnchorMissing, match=r"step `if ready:` not found in m.py"):
-        edited("def step():\n    pass\n", lambda src: insert_after(
-            src, "step", anchor=if_block("ready"), code="x = 1"))
-    with pytest.raises(AnchorMissing, match=r"C.missing not found in m.py"):
-        edited(CONFIG, lambda src: constrain_field(src, "C.missing", gt=0))
 
 
 def test_add_members_skips_identical_and_refuses_different():
@@ -199,207 +136,6 @@ def test_import_names_merges_in_isort_order_once():
         edited(IMPORTS, lambda src: import_names(src, "vllm.config", "x"))
 
 
-FRAGMENT = '''\
-"""A fragment: where its pieces go."""
-
-import torch
-
-from vllm.triton_utils import tl
-
-# Why the limit.
-LIMIT = 2**62
-
-
-# Why the kernel.
-@triton.jit
-def kernel(x):
-    """What the kernel does."""
-    return tl.load(x)
-
-
-class Target:
-    """Members after `first`."""
-
-    flag: torch.Tensor | None = None
-    """The flag's docstring."""
-
-    def method(self) -> None:
-        """What the method does.
-
-        In two paragraphs.
-        """
-        self.flag = None
-
-
-def share_flag(self, layer):
-    """In `Target.setup`, after the layer is built."""
-    # Why the flag is shared.
-    layer.flag = self.flag
-    """
-    An attribute docstring,
-    on two lines.
-    """
-'''
-
-
-@pytest.fixture
-def fragments(tmp_path, monkeypatch):
-    import eplb_fork.codemod as codemod
-    import eplb_fork.codemod.payload
-
-    monkeypatch.setattr(codemod.payload, "REPO_ROOT", tmp_path)
-    (tmp_path / "fragment.py").write_text(FRAGMENT)
-    return codemod.Fragments("fragment.py")
-
-
-def test_fragments_definition_keeps_comments_and_decorators(fragments):
-    assert fragments.definition("kernel") == (
-        '# Why the kernel.\n@triton.jit\ndef kernel(x):\n    """What the kernel does."""\n'
-        "    return tl.load(x)\n"
-    )
-    assert fragments.definition("LIMIT") == "# Why the limit.\nLIMIT = 2**62\n"
-
-
-def test_fragments_members_keep_field_docstrings_and_drop_the_class_docstring(fragments):
-    assert fragments.members("Target") == textwrap.dedent('''\
-        flag: torch.Tensor | None = None
-        """The flag's docstring."""
-
-        def method(self) -> None:
-            """What the method does.
-
-            In two paragraphs.
-            """
-            self.flag = None
-        ''')
-
-
-def test_fragments_body_drops_the_holder_docstring_and_lands_indented(fragments):
-    body = fragments.body("share_flag")
-    assert body == textwrap.dedent('''\
-        # Why the flag is shared.
-        layer.flag = self.flag
-        """
-        An attribute docstring,
-        on two lines.
-        """
-        ''')
-    target = """\
-    class Target:
-        def setup(self, layer):
-            build(layer)
-    """
-    add = lambda src: insert_after(src, "Target.setup", anchor=call_statement("build"), code=body)  # noqa: E731
-    once = edited(target, add)
-    assert once == textwrap.dedent(target) + textwrap.indent(body, " " * 8, str.strip)
-    assert edited(once, add) == once
-
-
-def test_fragments_code_is_everything_but_docstring_and_imports(fragments):
-    code = fragments.code()
-    assert "import" not in code and "where its pieces go" not in code
-    assert code.lstrip().startswith("# Why the limit.\nLIMIT = 2**62\n")
-    assert "def share_flag(self, layer):" in code
-
-
-def test_containing_recognises_a_block_by_what_was_put_inside():
-    source = """\
-    def step(self):
-        if due:
-            if busy:
-                publish()
-                return
-    """
-    due = if_block("due")
-    _, index, _ = locate_in_step(source, containing(due, call_statement("publish")))
-    assert index == 0
-    with pytest.raises(AnchorMissing, match="holding call to `other"):
-        locate_in_step(source, containing(due, call_statement("other")))
-    appended = edited(source, lambda src: append_to(src, "step", code=after_blank_line("done()")))
-    assert appended == textwrap.dedent(source) + "\n    done()\n"
-
-
-def locate_in_step(source: str, shape):
-    tree = MemoryTree({"m.py": source})
-    with python_file(tree, "m.py") as src:
-        return src.locate("step", shape)
-
-
-# The helpers that let later patches edit earlier patches' code by name.
-
-
-def test_uses_finds_the_simple_statement_that_names_it_in_nested_blocks():
-    source = """\
-    def kernel(ptr, obj):
-        obj.ptr = f(ptr=1)
-        if FLAG:
-            # Why.
-            x = x & load(ptr)
-    """
-    swap = lambda src: replace_statement(src, "kernel", anchor=uses("ptr"), code="x = x & own", done=uses("own"))  # noqa: E731
-    once = edited(source, swap)
-    assert "    # Why.\n        x = x & own\n" in once and "obj.ptr = f(ptr=1)" in once
-    assert edited(once, swap) == once
-    assert edited(source, lambda src: src.locate("kernel", uses("obj.ptr")))
-    with pytest.raises(AnchorMissing, match="statement using `other`"):
-        edited(source, lambda src: src.locate("kernel", uses("other")))
-
-
-def test_enclose_keeps_the_anchor_in_the_placeholder_branch_once():
-    source = """\
-    def kernel(x):
-        y = x
-        # Why one add per id.
-        add(y)
-    """
-    code = "if BINS > 0:\n    add_all(y)\nelse:\n    ...\n"
-    wrap = lambda src: enclose(src, "kernel", anchor=call_statement("add"), code=code, done=if_block("BINS > 0"))  # noqa: E731
-    once = edited(source, wrap)
-    assert once == textwrap.dedent("""\
-    def kernel(x):
-        y = x
-        # Why one add per id.
-        if BINS > 0:
-            add_all(y)
-        else:
-            add(y)
-    """)
-    assert edited(once, wrap) == once
-
-
-def test_insert_below_comments_and_insert_element_edit_a_tuple_in_place():
-    source = """\
-    def launch(n, k):
-        # In the kernel's order.
-        args = (
-            n,
-            k,
-            None,
-        )
-    """
-    args = assigns("args")
-
-    def edit(src):
-        insert_below_comments(src, "launch", anchor=args, code="window = (0, n)")
-        insert_element(src, "launch", anchor=args, element="*window", after="k")
-
-    once = edited(source, edit)
-    assert once == textwrap.dedent("""\
-    def launch(n, k):
-        # In the kernel's order.
-        window = (0, n)
-        args = (
-            n,
-            k,
-            *window,
-            None,
-        )
-    """)
-    assert edited(once, edit) == once
-    with pytest.raises(AnchorMissing, match="element `top_k`"):
-        edited(source, lambda src: insert_element(src, "launch", anchor=args, element="x", after="top_k"))
-
-
 def test_add_definitions_spaces_them_as_pep8_once():
     source = "import os\n\n\ndef kernel():\n    pass\n\n\ndef launcher():\n    pass\n"
     code = "# Why the limit.\nLIMIT = 4\ndef helper():\n    pass\n"
@@ -430,17 +166,6 @@ def test_replace_docstring_and_definition_recognise_their_result():
     swapped = edited(source, lambda src: replace_definition(src, "State", code=method))
     assert swapped == "class State:\n" + textwrap.indent(method, "    ")
     assert edited(swapped, lambda src: replace_definition(src, "State", code=method)) == swapped
-
-
-def test_fragments_body_drops_a_final_return(tmp_path, monkeypatch):
-    import eplb_fork.codemod as codemod
-    import eplb_fork.codemod.payload
-
-    monkeypatch.setattr(codemod.payload, "REPO_ROOT", tmp_path)
-    (tmp_path / "f.py").write_text(
-        'def size(n):\n    """Where."""\n    # Why.\n    block = n * 2\n    return block\n'
-    )
-    assert codemod.Fragments("f.py").body("size") == "# Why.\nblock = n * 2\n"
 
 
 def test_removals_and_set_call_keyword_edit_once():

@@ -9,7 +9,7 @@ from eplb_fork.base import Release
 from eplb_fork.export import COVER_LETTER, COVER_SOURCE, PATCH_LIST, cover_letter, export_patches
 from eplb_fork.gittree import Repo
 from eplb_fork.series import load_series
-from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, make_repo
+from eplb_fork.tests.synthetic import AUTHOR, CONFIG, SERIES, make_repo
 
 RELEASE = Release("9.9.9", "vllm-9.9.9.tar.gz", "0" * 64, "vllm.whl", "0" * 64, "2026-01-01")
 SOURCE = f"[EPLB] A test series\n\nWhat it does.\n\n{PATCH_LIST}\n\nHow it was tested.\n"

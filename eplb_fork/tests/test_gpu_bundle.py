@@ -9,13 +9,13 @@ import pytest
 
 from eplb_fork import EngineError
 from eplb_fork.apply import apply_series
-from eplb_fork.fork_files import EPLB_TRITON, ROUTER
-from eplb_fork.gittree import Repo
-from eplb_fork.gpu_bundle import HELPERS, make_bundle
 from eplb_fork.base import Release
 from eplb_fork.baserepo import base_tag
+from eplb_fork.fork_files import BASE_ROUTER, EPLB_TRITON
+from eplb_fork.gittree import Repo
+from eplb_fork.gpu_bundle import HELPERS, make_bundle
 from eplb_fork.series import LINES, Line, Patch
-from eplb_fork.tests.test_apply import AUTHOR, make_repo
+from eplb_fork.tests.synthetic import AUTHOR, make_repo
 
 TEST = "tests/kernels/moe/test_eplb_thing.py"
 RELEASE = Release("9.9.9", "", "", "", "", "")
@@ -23,7 +23,7 @@ RELEASE = Release("9.9.9", "", "", "", "", "")
 
 def router_patch(name: str, text: str, also: dict[str, str] | None = None) -> Patch:
     def apply(tree):
-        tree.write(ROUTER, text)
+        tree.write(BASE_ROUTER, text)
         for path, content in (also or {}).items():
             tree.write(path, content)
 
@@ -31,7 +31,7 @@ def router_patch(name: str, text: str, also: dict[str, str] | None = None) -> Pa
 
 
 def fork_of(tmp_path, files) -> Repo:
-    repo = make_repo(tmp_path / "fork", {ROUTER: "# release\n", **files})
+    repo = make_repo(tmp_path / "fork", {BASE_ROUTER: "# release\n", **files})
     repo.git("tag", base_tag(RELEASE))
     patches = [
         router_patch("first", "# first\n", {TEST: "# a kernel test\n"}),
@@ -62,7 +62,7 @@ def test_each_revision_is_the_router_at_the_patch_the_line_names(tmp_path):
     files = make_bundle(fork, RELEASE, line_of(tmp_path, FACTS), dest)
     revisions = {p.stem: p.read_text() for p in (dest / "revisions").glob("*.py")}
     assert revisions == {"base": "# release\n", "early": "# first\n", "head": "# third\n"}
-    assert (dest / ROUTER).read_text() == "# third\n"
+    assert (dest / BASE_ROUTER).read_text() == "# third\n"
     assert (dest / TEST).read_text() == "# a kernel test\n"
     assert not (dest / "vllm/other.py").exists() and not (dest / "stale").exists()
     # The fork has no benchmarks: this repo's, which its line's may import.

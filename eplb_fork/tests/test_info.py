@@ -11,7 +11,7 @@ from eplb_fork.apply import already_upstream, apply_series
 from eplb_fork.base import load_pins
 from eplb_fork.info import bases_to_test, line_releases, touched
 from eplb_fork.series import BACKPORT, CURRENT, LINES, Line, load_series
-from eplb_fork.tests.test_apply import AUTHOR, CONFIG, SERIES, commit_all, make_repo
+from eplb_fork.tests.synthetic import AUTHOR, CONFIG, SERIES, commit_all, make_repo
 
 
 def shipped_in(version: str):

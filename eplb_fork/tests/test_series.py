@@ -1,8 +1,8 @@
 """The README's series table is the series index, rendered."""
 
-from eplb_fork import REPO_ROOT
 import pytest
 
+from eplb_fork import REPO_ROOT
 from eplb_fork.__main__ import main
 from eplb_fork.series import (
     BACKPORT,
@@ -13,7 +13,7 @@ from eplb_fork.series import (
     unchecked_release_notice,
     with_changelog,
 )
-from eplb_fork.tests.test_apply import make_repo, snapshot
+from eplb_fork.tests.synthetic import make_repo, snapshot
 
 
 def patch(subject: str, origin: str, applied_upstream: str | None = None) -> Patch:

@@ -10,8 +10,8 @@ import pytest
 
 from eplb_fork import EngineError
 from eplb_fork.__main__ import main
+from eplb_fork.tests.synthetic import AUTHOR, make_repo
 from eplb_fork.wheel import _check_wheel, _wheel_tags
-from eplb_fork.tests.test_apply import AUTHOR, make_repo
 
 BINARY = b"\x7fELF compiled"
 REQUIRES = ["torch==2.10.0", "numpy"]

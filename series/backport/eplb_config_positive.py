@@ -11,6 +11,7 @@ that names the field.
 """
 
 from eplb_fork.codemod import bring_file, constrain_field, python_file
+from series.backport.sites import PARALLEL_CONFIG
 
 SUBJECT = "[EPLB] Require positive window size and intervals"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
@@ -21,7 +22,7 @@ POSITIVE_FIELDS = ("window_size", "step_interval", "log_balancedness_interval")
 
 
 def apply(tree):
-    with python_file(tree, "vllm/config/parallel.py") as src:
+    with python_file(tree, PARALLEL_CONFIG) as src:
         for field in POSITIVE_FIELDS:
             constrain_field(src, f"EPLBConfig.{field}", gt=0)
     bring_file(tree, "tests/config/test_eplb_config_bounds.py")

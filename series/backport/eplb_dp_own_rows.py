@@ -66,11 +66,11 @@ from eplb_fork.codemod import (
 )
 from series.backport.sites import (
     BASE_ROUTER,
+    DEFAULT_MOE_RUNNER,
     EPLB_STATE,
     KERNEL,
     LAUNCHER,
     MODEL_RUNNER,
-    MOE_RUNNER,
     PASS_THROUGH,
 )
 
@@ -135,7 +135,7 @@ def apply(tree):
             value="self.eplb_counted_rows",
         )
 
-    with python_file(tree, MOE_RUNNER) as src:
+    with python_file(tree, DEFAULT_MOE_RUNNER) as src:
         import_names(src, "vllm.distributed", "get_dp_group", "get_tensor_model_parallel_rank")
         counted_rows = code.definition("eplb_counted_rows")
         add_definitions(src, code=counted_rows, before=defines("DefaultMoERunner"))

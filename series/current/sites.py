@@ -9,20 +9,19 @@ that fit its code.
 
 from eplb_fork.codemod import PythonFile, assigns
 
-# The files both lines edit are at the same paths (re-exported for the
-# line's patches, which ask here only).
-from series.shared.sites import BASE_ROUTER as BASE_ROUTER
-from series.shared.sites import ELASTIC_EXECUTE as ELASTIC_EXECUTE
-from series.shared.sites import EPLB_STATE as EPLB_STATE
+# The files the line edits (re-exported for its patches, which ask here only;
+# from 0.34.0 EPLB_TRITON holds the replica math and the recording that the
+# router's kernel and the MegaMoE prepare kernel call).
+from eplb_fork.fork_files import BASE_ROUTER as BASE_ROUTER
+from eplb_fork.fork_files import ELASTIC_EXECUTE as ELASTIC_EXECUTE
+from eplb_fork.fork_files import EPLB_STATE as EPLB_STATE
+from eplb_fork.fork_files import EPLB_TRITON as EPLB_TRITON
+from eplb_fork.fork_files import MODEL_RUNNER as MODEL_RUNNER
+from eplb_fork.fork_files import MOE_RUNNER as MOE_RUNNER
 
-MODEL_RUNNER = "vllm/v1/worker/gpu_model_runner.py"
 # The second model runner (VLLM_USE_V2_MODEL_RUNNER) and its EPLB controller.
 MODEL_RUNNER_V2 = "vllm/v1/worker/gpu/model_runner.py"
 EPLB_CONTROLLER = "vllm/v1/worker/gpu/eplb_utils.py"
-MOE_RUNNER = "vllm/model_executor/layers/fused_moe/runner/moe_runner.py"
-# From 0.34.0 the replica math and the recording live in one Triton
-# function that the router's kernel and the MegaMoE prepare kernel call.
-EPLB_TRITON = "vllm/model_executor/layers/fused_moe/eplb_triton.py"
 
 KERNEL = "_eplb_map_and_record_i32_kernel"
 LAUNCHER = "_eplb_map_and_record_triton"

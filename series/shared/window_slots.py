@@ -10,7 +10,7 @@ from eplb_fork.codemod import (
     replace_statement,
     statement,
 )
-from series.shared.sites import EPLB_STATE
+from eplb_fork.fork_files import EPLB_STATE
 
 CODE = "series/shared/fragments/eplb_clean_window_slots.py"
 
