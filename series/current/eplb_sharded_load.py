@@ -66,14 +66,12 @@ from eplb_fork.codemod import (
 )
 from series.current.sites import (
     BASE_ROUTER,
-    ELASTIC_EXECUTE,
-    ELASTIC_SWITCH,
     ENTRY,
     EPLB_STATE,
     KERNEL,
     LAUNCHER,
-    RESIZE,
     SHARED_MAP,
+    pass_resize,
     router_layer_state,
     shared_map,
 )
@@ -114,37 +112,15 @@ def apply(tree):
                 anchor=dropped,
                 code="self._fold_expert_load(eplb_model_state)",
             )
-        resizes_here = src.defines(RESIZE)
-        if resizes_here:
-            insert_before(
-                src,
-                RESIZE,
-                anchor=assigns("old_num_physical_experts"),
-                code="self._fold_expert_load(model_state)",
-            )
-            insert_after(
-                src,
-                RESIZE,
-                anchor=assigns("model_state.expert_load_pass"),
-                code="self._shard_expert_load(model_state)",
-            )
-    if not resizes_here:
-        # Up to 0.29 elastic EP pads or slices the pass itself: the counts
-        # still in the shards belong to the old layout.
-        with python_file(tree, ELASTIC_EXECUTE) as src:
-            insert_before(
-                src,
-                ELASTIC_SWITCH,
-                anchor=assigns("old_num_physical_experts"),
-                code="eplb_state._fold_expert_load(eplb_model_state)",
-            )
-            handed = call_statement("eplb_state._propagate_shared_tensors")
-            insert_after(
-                src,
-                ELASTIC_SWITCH,
-                anchor=handed,
-                code="eplb_state._shard_expert_load(eplb_model_state)",
-            )
+
+    # Counts still in the shards belong to the old layout.
+    resize = pass_resize(tree)
+    state, model = resize.eplb_state, resize.model_state
+    with python_file(tree, resize.path) as src:
+        fold = f"{state}._fold_expert_load({model})"
+        insert_before(src, resize.function, anchor=assigns("old_num_physical_experts"), code=fold)
+        shard = f"{state}._shard_expert_load({model})"
+        insert_after(src, resize.function, anchor=resize.resized, code=shard)
 
     with python_file(tree, BASE_ROUTER) as src:
         if shared_map(tree):

@@ -7,7 +7,9 @@ version, so a fork that backported part of a later release gets the edits
 that fit its code.
 """
 
-from eplb_fork.codemod import PythonFile, assigns
+from dataclasses import dataclass
+
+from eplb_fork.codemod import PythonFile, Shape, assigns, call_statement
 
 # The files the line edits (re-exported for its patches, which ask here only;
 # from 0.34.0 EPLB_TRITON holds the replica math and the recording that the
@@ -32,6 +34,20 @@ ELASTIC_SWITCH = "ElasticEPScalingExecutor.switch_and_prepare"
 RESIZE = "EplbState.reconfigure_physical_expert_slots"
 
 
+@dataclass(frozen=True)
+class PassResize:
+    """Where elastic EP gives a model's expert_load_pass its new width: the
+    file and function, what that code calls the EplbState and the model's
+    state, and the statement after which the pass has its new layout (its
+    old one is read from `old_num_physical_experts` on)."""
+
+    path: str
+    function: str
+    eplb_state: str
+    model_state: str
+    resized: Shape
+
+
 def shared_map(tree) -> bool:
     """Whether the map and the recording are upstream's shared Triton
     function (0.34.0 on) rather than the router kernel's own statements."""
@@ -41,6 +57,16 @@ def shared_map(tree) -> bool:
 def map_site(tree) -> tuple[str, str]:
     """The file and function that pick each id's replica and count it."""
     return (EPLB_TRITON, SHARED_MAP) if shared_map(tree) else (BASE_ROUTER, KERNEL)
+
+
+def pass_resize(tree) -> PassResize:
+    """EplbState resizes the pass itself from 0.30; up to 0.29 the scaling
+    executor pads or slices it, then hands the shared tensors out again."""
+    if PythonFile(tree, EPLB_STATE).defines(RESIZE):
+        resized = assigns("model_state.expert_load_pass")
+        return PassResize(EPLB_STATE, RESIZE, "self", "model_state", resized)
+    handed = call_statement("eplb_state._propagate_shared_tensors")
+    return PassResize(ELASTIC_EXECUTE, ELASTIC_SWITCH, "eplb_state", "eplb_model_state", handed)
 
 
 def router_layer_state(tree) -> str:
