@@ -123,17 +123,22 @@ def cmd_link(args: argparse.Namespace) -> None:
     from eplb_fork.links import link_distributions
 
     linked = link_distributions(Path(args.venv), Path(args.into), args.roots)
-    print(f"linked {len(linked)} distributions from {args.venv} into {args.into}: "
-          f"{', '.join(linked)}")  # fmt: skip
+    print(
+        f"linked {len(linked)} distributions from {args.venv} into {args.into}: {', '.join(linked)}"
+    )
 
 
 def cmd_patches(args: argparse.Namespace) -> None:
     release = pinned_release(args.base)
     line = _line(release.version)
     exported = export_patches(
-        Repo(Path(args.fork)), release, Path(args.patches), line.patches(), series_author(),
+        Repo(Path(args.fork)),
+        release,
+        Path(args.patches),
+        line.patches(),
+        series_author(),
         line.directory / "cover-letter.md",
-    )  # fmt: skip
+    )
     for path in exported:
         print(path)
 
@@ -141,8 +146,10 @@ def cmd_patches(args: argparse.Namespace) -> None:
 def cmd_apply(args: argparse.Namespace) -> None:
     repo = Repo(Path(args.tree))
     version = tree_version(repo)
-    print(f"apply the series to {args.tree} (vLLM {version or 'version unknown'}) "
-          f"on new branch {args.branch}")  # fmt: skip
+    print(
+        f"apply the series to {args.tree} (vLLM {version or 'version unknown'}) "
+        f"on new branch {args.branch}"
+    )
     patches = _line(version).patches()
     apply_series(repo, patches, series_author(), branch=args.branch, base_version=version)
 

@@ -151,11 +151,19 @@ def fetch_wheel(release: Release, cache: Path) -> Path:
         print(f"pip download vllm=={release.version} --no-deps (about 430 MB)")
         subprocess.run(
             [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
-                "-d", str(dest.parent), f"vllm=={release.version}",
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--progress-bar",
+                "on",
+                "-d",
+                str(dest.parent),
+                f"vllm=={release.version}",
             ],
             check=True,
-        )  # fmt: skip
+        )
 
     return _pinned_file("wheel", cache / "wheels" / release.wheel, release.wheel_sha256, with_pip)
 

@@ -30,11 +30,14 @@ def init_base_repo(fork: Path, release: Release, sdist: Path, author: Identity) 
     repo.git("add", "--all")
     who = Identity("vLLM base import", author.email, release.released)
     repo.git(
-        "commit", "--quiet", "--no-verify", "-m",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
         f"Import vLLM v{release.version} from its PyPI sdist\n\n"
         f"{release.sdist} sha256:{release.sdist_sha256}\n",
         env=who.env(),
-    )  # fmt: skip
+    )
     repo.git("tag", base_tag(release))
     return repo
 

@@ -31,15 +31,30 @@ def _edit(path: Path, old: str, new: str) -> None:
 def drift(tree: Path) -> None:
     # Another formatter setting: every touched file re-wrapped at 100 columns.
     subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--no-cache", "--line-length", "100",
-         *(str(tree / f) for f in (EPLB_STATE, BASE_ROUTER, PARALLEL_CONFIG))],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--no-cache",
+            "--line-length",
+            "100",
+            *(str(tree / f) for f in (EPLB_STATE, BASE_ROUTER, PARALLEL_CONFIG)),
+        ],
+        check=True,
+        capture_output=True,
+    )
     # Unrelated methods at the top of the classes the series edits.
-    _edit(tree / EPLB_STATE, "    def __init__(self, parallel_config", FORK_METHOD.lstrip("\n")
-          + "\n    def __init__(self, parallel_config")  # fmt: skip
-    _edit(tree / BASE_ROUTER, "    def set_capture_fn(", FORK_METHOD.lstrip("\n")
-          + "\n    def set_capture_fn(")  # fmt: skip
+    _edit(
+        tree / EPLB_STATE,
+        "    def __init__(self, parallel_config",
+        FORK_METHOD.lstrip("\n") + "\n    def __init__(self, parallel_config",
+    )
+    _edit(
+        tree / BASE_ROUTER,
+        "    def set_capture_fn(",
+        FORK_METHOD.lstrip("\n") + "\n    def set_capture_fn(",
+    )
     # Members reordered: two EPLBConfig fields swap places.
     parallel = (tree / PARALLEL_CONFIG).read_text()
     window = '    window_size: int = 1000\n    """Window size for expert load recording."""\n'
@@ -52,8 +67,11 @@ def drift(tree: Path) -> None:
     parallel = parallel.replace(window, "@@WINDOW@@").replace(redundant, window)
     (tree / PARALLEL_CONFIG).write_text(parallel.replace("@@WINDOW@@", redundant))
     # A comment next to an anchor, edited.
-    _edit(tree / EPLB_STATE, "        # Update the expert load sliding window\n",
-          "        # fork: the sliding window of expert load is updated here\n")  # fmt: skip
+    _edit(
+        tree / EPLB_STATE,
+        "        # Update the expert load sliding window\n",
+        "        # fork: the sliding window of expert load is updated here\n",
+    )
 
 
 if __name__ == "__main__":

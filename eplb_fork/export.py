@@ -41,10 +41,16 @@ def export_patches(
     # Signed and dated as the last commit, so exporting again gives the same file.
     who = Identity(author.name, author.email, repo.git("log", "-1", "--format=%cI", "HEAD"))
     repo.git(
-        "format-patch", "--quiet", "--zero-commit", "--no-signature", "--cover-letter",
-        "--output-directory", str(out.resolve()), f"{since}..HEAD",
+        "format-patch",
+        "--quiet",
+        "--zero-commit",
+        "--no-signature",
+        "--cover-letter",
+        "--output-directory",
+        str(out.resolve()),
+        f"{since}..HEAD",
         env=who.env(),
-    )  # fmt: skip
+    )
     letter = out / COVER_LETTER
     if letter.exists():
         held = patch_commits(repo, "HEAD", since)

@@ -141,17 +141,26 @@ class Draft:
             blob = self.repo.git("hash-object", "-w", "--stdin", stdin=text)
             mode = self._mode(path)
             self.repo.git(
-                "update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}",
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                f"{mode},{blob},{path}",
                 env=self._env,
-            )  # fmt: skip
+            )
         self._pending.clear()
         tree = self.repo.git("write-tree", env=self._env)
         if tree == self.repo.git("rev-parse", f"{self.tip}^{{tree}}"):
             return None
         self.tip = self.repo.git(
-            "commit-tree", tree, "-p", self.tip, "-F", "-",
-            stdin=message, env=who.env(),
-        )  # fmt: skip
+            "commit-tree",
+            tree,
+            "-p",
+            self.tip,
+            "-F",
+            "-",
+            stdin=message,
+            env=who.env(),
+        )
         return self.tip
 
     def _mode(self, path: str) -> str:

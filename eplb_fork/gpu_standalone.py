@@ -103,25 +103,37 @@ def _runner_from_source(path: Path) -> types.ModuleType:
     tree = ast.parse(path.read_text())
     wanted = {"DefaultMoERunner", "eplb_counted_rows"}
     nodes = [
-        _NoAnnotations().visit(n) for n in tree.body
+        _NoAnnotations().visit(n)
+        for n in tree.body
         if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in wanted
-    ]  # fmt: skip
+    ]
 
     def not_standalone(*args: object) -> None:
         raise RuntimeError("stand-in: the test sets this")
 
     module = _module("vllm.model_executor.layers.fused_moe.runner.default_moe_runner")
     module.__dict__.update(
-        torch=torch, F=torch.nn.functional, nullcontext=nullcontext, envs=_Envs(),
-        current_platform=_Platform(), current_stream=torch.cuda.current_stream,
-        cdiv=lambda a, b: -(a // -b), MoERunner=ABC,
+        torch=torch,
+        F=torch.nn.functional,
+        nullcontext=nullcontext,
+        envs=_Envs(),
+        current_platform=_Platform(),
+        current_stream=torch.cuda.current_stream,
+        cdiv=lambda a, b: -(a // -b),
+        MoERunner=ABC,
         **dict.fromkeys(
-            ["get_forward_context", "get_dp_group", "get_ep_group", "get_pcp_group",
-             "get_tensor_model_parallel_rank", "dbo_current_ubatch_id",
-             "tensor_model_parallel_all_reduce"],
+            [
+                "get_forward_context",
+                "get_dp_group",
+                "get_ep_group",
+                "get_pcp_group",
+                "get_tensor_model_parallel_rank",
+                "dbo_current_ubatch_id",
+                "tensor_model_parallel_all_reduce",
+            ],
             not_standalone,
         ),
-    )  # fmt: skip
+    )
     code = ast.fix_missing_locations(ast.Module(nodes, type_ignores=[]))
     exec(compile(code, str(path), "exec"), module.__dict__)
     return module
@@ -176,11 +188,15 @@ def install(fork: Path) -> types.ModuleType:
     import triton.language as tl
 
     for name in [
-        "vllm", "vllm.distributed", "vllm.distributed.eplb", "vllm.model_executor",
-        "vllm.model_executor.layers", "vllm.model_executor.layers.fused_moe",
+        "vllm",
+        "vllm.distributed",
+        "vllm.distributed.eplb",
+        "vllm.model_executor",
+        "vllm.model_executor.layers",
+        "vllm.model_executor.layers.fused_moe",
         "vllm.model_executor.layers.fused_moe.router",
         "vllm.model_executor.layers.fused_moe.runner",
-    ]:  # fmt: skip
+    ]:
         _module(name)
     _module("vllm.platforms", current_platform=_Platform())
     # The current line's router reads the micro-batch id (DBO); kernels run

@@ -133,6 +133,10 @@ def install_fork(
         run_pip(venv, "-r", str(REPO_ROOT / "requirements" / "engine.txt"))
         stamp.touch()
     run_pip(
-        venv, "--no-build-isolation", "--no-deps", "-e", str(fork),
+        venv,
+        "--no-build-isolation",
+        "--no-deps",
+        "-e",
+        str(fork),
         env=precompiled_env(wheel, version),
-    )  # fmt: skip
+    )

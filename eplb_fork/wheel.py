@@ -65,10 +65,16 @@ def build_wheel(
     # it zipping upstream's extensions again. No cache: pip would keep a
     # 433 MB copy of every build in its wheel cache.
     run_pip(
-        venv, "--no-deps", "--no-build-isolation", "--no-cache-dir", f"--wheel-dir={out}",
-        f"--config-settings=--build-option=--py-limited-api={python_tag}", str(src),
-        env=precompiled_env(upstream, version), command="wheel",
-    )  # fmt: skip
+        venv,
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-cache-dir",
+        f"--wheel-dir={out}",
+        f"--config-settings=--build-option=--py-limited-api={python_tag}",
+        str(src),
+        env=precompiled_env(upstream, version),
+        command="wheel",
+    )
     built = sorted(out.glob("vllm-*.whl"))
     if len(built) != 1:
         raise EngineError(f"pip wheel left {len(built)} vllm wheels in {out}, expected 1")
@@ -103,9 +109,10 @@ def _check_wheel(
         members = {info.filename: info for info in ours.infolist()}
         binaries = [i for i in theirs.infolist() if i.filename.endswith(".so")]
         missing = [
-            i.filename for i in binaries
+            i.filename
+            for i in binaries
             if i.filename not in members or members[i.filename].CRC != i.CRC
-        ]  # fmt: skip
+        ]
         if missing or not binaries:
             raise EngineError(
                 f"{wheel.name} lacks {upstream.name}'s compiled extensions "
@@ -123,8 +130,10 @@ def _check_wheel(
                 raise EngineError(f"{wheel.name}: {path} is not the fork's {head[:12]}")
             checked += 1
         requires, upstream_requires = _requires(metadata), _requires(_metadata(theirs))
-    print(f"    {len(binaries)} compiled extensions of {upstream.name}; "
-          f"{checked} files of the series as committed")  # fmt: skip
+    print(
+        f"    {len(binaries)} compiled extensions of {upstream.name}; "
+        f"{checked} files of the series as committed"
+    )
     if requires == upstream_requires:
         print(f"    Requires-Dist: {len(requires)}, the same as {upstream.name}")
     else:

@@ -64,8 +64,10 @@ def main(expected_version: str) -> None:
     else:
         check(False, "EPLBConfig(window_size=0) was accepted (the series requires > 0)")
     print(f"EPLBConfig(window_size=0): {refusal}")
-    print(f"vllm {vllm.__version__} from {package}: the series' modules, "
-          f"{len(BINARIES)} compiled extensions present")  # fmt: skip
+    print(
+        f"vllm {vllm.__version__} from {package}: the series' modules, "
+        f"{len(BINARIES)} compiled extensions present"
+    )
 
 
 if __name__ == "__main__":

@@ -105,11 +105,15 @@ def add_call_keyword(
     `where_keyword`, if given) passes `keyword=value`."""
     owner = src.find(scope)
     calls = [
-        node for node in _walk(owner)
-        if isinstance(node, cst.Call) and _calls(node, callee)
-        and (where_keyword is None or any(
-            a.keyword is not None and a.keyword.value == where_keyword for a in node.args))
-    ]  # fmt: skip
+        node
+        for node in _walk(owner)
+        if isinstance(node, cst.Call)
+        and _calls(node, callee)
+        and (
+            where_keyword is None
+            or any(a.keyword is not None and a.keyword.value == where_keyword for a in node.args)
+        )
+    ]
     if not calls:
         raise AnchorMissing(f"{scope} call to `{callee}(...)`", src.path)
     for call in calls:
@@ -150,9 +154,14 @@ def add_parameter(
 
 
 def _add_parameter(
-    src: PythonFile, node: cst.CSTNode, function: str, name: str, before: str | None,
-    annotation: str | None, default: str | None,
-) -> None:  # fmt: skip
+    src: PythonFile,
+    node: cst.CSTNode,
+    function: str,
+    name: str,
+    before: str | None,
+    annotation: str | None,
+    default: str | None,
+) -> None:
     params = list(node.params.params)  # type: ignore[attr-defined]
     names = [p.name.value for p in params]
     if name in names:

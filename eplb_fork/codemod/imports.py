@@ -42,10 +42,11 @@ def ensure_import(src: PythonFile, code: str, *, before: str | None = None) -> N
         return
     body = list(src.module.body)
     imports = [
-        i for i, s in enumerate(body)
+        i
+        for i, s in enumerate(body)
         if isinstance(s, cst.SimpleStatementLine)
         and isinstance(s.body[0], (cst.Import, cst.ImportFrom))
-    ]  # fmt: skip
+    ]
     if before is None:
         at = max(imports, default=-1) + 1
     else:

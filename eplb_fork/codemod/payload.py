@@ -82,9 +82,8 @@ class Fragments:
     def code(self) -> str:
         """Everything but the module docstring and imports."""
         kept = [
-            node for node in self.module.body
-            if not (_is_import(node) or _is_bare_string(node))
-        ]  # fmt: skip
+            node for node in self.module.body if not (_is_import(node) or _is_bare_string(node))
+        ]
         return self.module.with_changes(body=kept, header=[]).code
 
     def _statements(self, owner: cst.CSTNode) -> str:

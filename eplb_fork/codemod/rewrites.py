@@ -145,10 +145,12 @@ def set_call_keyword(src: PythonFile, scope: str, *, callee: str, keyword: str, 
     `value` for it instead."""
     owner = src.find(scope)
     calls = [
-        node for node in _walk(owner)
-        if isinstance(node, cst.Call) and _calls(node, callee)
+        node
+        for node in _walk(owner)
+        if isinstance(node, cst.Call)
+        and _calls(node, callee)
         and any(a.keyword is not None and a.keyword.value == keyword for a in node.args)
-    ]  # fmt: skip
+    ]
     if not calls:
         raise AnchorMissing(f"{scope} call to `{callee}({keyword}=...)`", src.path)
     new_value = cst.parse_expression(value)
@@ -167,10 +169,7 @@ def replace_argument(src: PythonFile, scope: str, *, callee: str, old: str, new:
     positional or keyword argument `old` (compared as code, layout aside);
     calls already passing `new` are left alone."""
     owner = src.find(scope)
-    calls = [
-        node for node in _walk(owner)
-        if isinstance(node, cst.Call) and _calls(node, callee)
-    ]  # fmt: skip
+    calls = [node for node in _walk(owner) if isinstance(node, cst.Call) and _calls(node, callee)]
     passed = [[_shape(_code(a.value)) for a in call.args] for call in calls]
     if not any(_shape(old) in args or _shape(new) in args for args in passed):
         raise AnchorMissing(f"{scope} call to `{callee}(...)` passing `{old}`", src.path)

@@ -62,9 +62,12 @@ DATE = "2026-11-29T15:10:00+00:00"
 
 # What the launcher keeps per MoE layer, in the order they go before it.
 LAYER_STATE = (
-    "_direct_launch_verified", "_LayerLaunch", "_layer_launches", "_layer_launch",
+    "_direct_launch_verified",
+    "_LayerLaunch",
+    "_layer_launches",
+    "_layer_launch",
     "_launch_hooks_installed",
-)  # fmt: skip
+)
 
 
 def apply(tree):
