@@ -67,15 +67,20 @@ from eplb_fork.codemod import (
     replace_statement,
     set_call_keyword,
 )
-from series.backport.sites import BASE_ROUTER, EPLB_STATE, KERNEL, LAUNCHER
+from series.backport.sites import (
+    BASE_ROUTER,
+    ELASTIC_EXECUTE,
+    ELASTIC_SWITCH,
+    EPLB_STATE,
+    KERNEL,
+    LAUNCHER,
+)
 
 SUBJECT = "[EPLB] Count expert load into per-program shards, folded once per step"
 ORIGIN = "vendor"
 DATE = "2026-11-30T05:00:00+00:00"
 
-ELASTIC = "vllm/distributed/elastic_ep/elastic_execute.py"
 LAYER_LAUNCH = "_LayerLaunch.__init__"
-SWITCH = "ElasticEPScalingExecutor.switch_and_prepare"
 RECORD_PATHS = "tests/kernels/moe/test_eplb_record_paths.py"
 
 
@@ -106,15 +111,21 @@ def apply(tree):
             code=code.body("fold_shards_first"),
         )
 
-    with python_file(tree, ELASTIC) as src:
+    with python_file(tree, ELASTIC_EXECUTE) as src:
         # Counts still in the shards belong to the old layout.
         resize = assigns("old_num_physical_experts")
         insert_before(
-            src, SWITCH, anchor=resize, code="eplb_state._fold_expert_load(eplb_model_state)"
+            src,
+            ELASTIC_SWITCH,
+            anchor=resize,
+            code="eplb_state._fold_expert_load(eplb_model_state)",
         )
         handed = call_statement("eplb_state._init_should_record_tensor")
         insert_after(
-            src, SWITCH, anchor=handed, code="eplb_state._shard_expert_load(eplb_model_state)"
+            src,
+            ELASTIC_SWITCH,
+            anchor=handed,
+            code="eplb_state._shard_expert_load(eplb_model_state)",
         )
 
     with python_file(tree, BASE_ROUTER) as src:

@@ -33,7 +33,7 @@ from eplb_fork.codemod import (
     python_file,
     replace_statement,
 )
-from series.backport.sites import ELASTIC_EXECUTE, EPLB_STATE
+from series.backport.sites import ELASTIC_EXECUTE, ELASTIC_SWITCH, EPLB_STATE
 
 SUBJECT = "[EPLB] Record expert load only inside the rearrangement window"
 ORIGIN = "backport, https://github.com/vllm-project/vllm/pull/36261"
@@ -88,7 +88,7 @@ def apply(tree):
         with python_file(tree, ELASTIC_EXECUTE) as src:
             insert_after(
                 src,
-                "ElasticEPScalingExecutor.switch_and_prepare",
+                ELASTIC_SWITCH,
                 anchor=call_statement("model.set_eplb_state"),
                 code="eplb_state._init_should_record_tensor(model)",
             )

@@ -16,3 +16,5 @@ from eplb_fork.fork_files import PARALLEL_CONFIG as PARALLEL_CONFIG
 KERNEL = "_eplb_map_and_record_kernel"
 LAUNCHER = "eplb_map_and_record_triton"
 PASS_THROUGH = "eplb_map_to_physical_and_record"
+# Where elastic EP resizes the load pass and hands the shared tensors out.
+ELASTIC_SWITCH = "ElasticEPScalingExecutor.switch_and_prepare"
