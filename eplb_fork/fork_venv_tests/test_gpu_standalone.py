@@ -44,7 +44,7 @@ def vllm_modules() -> dict[str, object]:
 def standalone() -> SimpleNamespace:
     """The bundle as gpu_standalone loads it, under a `vllm` of stand-ins of
     its own; the installed fork's modules are put back afterwards."""
-    if not (BUNDLE / gpu_standalone.ROUTER).is_file():
+    if not (BUNDLE / gpu_standalone.BASE_ROUTER).is_file():
         pytest.fail(f"no GPU bundle at {BUNDLE}: run `make gpu-bundle`")
     installed = vllm_modules()
     for name in installed:
@@ -63,7 +63,7 @@ def standalone() -> SimpleNamespace:
 
 
 def test_the_bundle_is_loaded_not_the_installed_fork(standalone):
-    assert Path(standalone.router.__file__) == BUNDLE / gpu_standalone.ROUTER
+    assert Path(standalone.router.__file__) == BUNDLE / gpu_standalone.BASE_ROUTER
     assert standalone.router is not fork_router and standalone.runner is not fork_runner
 
 
