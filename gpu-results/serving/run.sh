@@ -49,6 +49,8 @@ declare -A variants=(
   [fork-eplb8]="fork $m128 --eplb 8"
   [up-eplb8-rec]="up $m128 --eplb 8 --record --check-load"
   [fork-eplb8-rec]="fork $m128 --eplb 8 --record --check-load"
+  # The same check on the 16-layer model: a quicker run when device time is short.
+  [fork-eplb8-rec-16l]="fork /tmp/models/qwen3-30b-a3b-16l --eplb 8 --record --check-load"
 )
 # extra environment of a variant
 declare -A variant_env=([up-eplb8-nocache]="VLLM_DISABLE_COMPILE_CACHE=1")
