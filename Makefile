@@ -321,4 +321,10 @@ serving-bundle: engine
 	  ['releases']['$(SERVING_BASE)']; print(r['wheel_sha256'] + '  ' + r['wheel'])" \
 	  > .big/vllm-$(SERVING_BASE)/WHEEL.sha256
 	cd .big/vllm-$(SERVING_BASE)/.dl && sha256sum -c ../WHEEL.sha256
-	@echo "carry build/serving and .big/vllm-$(SERVING_BASE)/{c*,deps*}: gpu-results/serving/README.md"
+	# A carry call holds the tracked tree too (4 MB and growing), so prepare's
+	# 60 MB chunks no longer fit its 64 MiB: the wheel again in 48 MiB ones,
+	# w00, w01, ... (run.sh joins part* in name order).
+	cd .big/vllm-$(SERVING_BASE) && rm -rf w[0-9]* && \
+	  split -b 48M -d -a 2 .dl/$$(awk '{print $$2}' WHEEL.sha256) part && \
+	  for f in part[0-9][0-9]; do mkdir w$${f#part} && mv $$f w$${f#part}/; done
+	@echo "carry build/serving and .big/vllm-$(SERVING_BASE)/{w*,deps*}: gpu-results/serving/README.md"
